@@ -1,0 +1,42 @@
+"""Routine commands, one nox session each: ``nox -s tests lint typecheck``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+PYTHON = "3.11"
+SOURCES = ["src", "tests", "noxfile.py"]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (what CI runs), against real servers on 127.0.0.1."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff, plus flake8-async for unshielded awaits in cleanup (ASYNC102 and friends)."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
+    session.run("flake8", "--select=ASYNC", "src")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package and the tests."""
+    session.install("-e", ".[test,typecheck]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """The heavier cancellation-chaos tier (more seeds); CI runs the light one in `tests`."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/chaos", "-q", env={"RUNYARD_CHAOS_TIER": "heavy"})

@@ -1,0 +1,191 @@
+"""Group commit: one writer task turns many runs' events into few transactions.
+
+Runs append events without waiting for the disk. The writer takes everything
+queued so far (up to :data:`MAX_BATCH` events), commits it in one
+transaction, and only then publishes it to the run logs, in order. While one
+transaction is in flight the next batch accumulates, so the batch size grows
+with the load by itself and an idle server commits each event at once.
+
+A run's final state goes through the same queue, behind the run's own
+events, so its ``end`` is committed and published after everything it emitted
+and finals of many runs (at shutdown, say) share transactions too.
+
+With ``durable=False`` (final-state durability) events are published at once
+and only written with the run's final state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+import trio
+
+from .errors import StoreError
+from .events import RunLog
+from .model import JSON, Event
+from .store import FinalState, Store
+
+log = logging.getLogger("runyard.commit")
+
+# Events in one transaction at most; larger batches stop paying for themselves.
+MAX_BATCH = 1024
+# Events queued but not yet committed before emitting runs have to wait.
+MAX_PENDING = 16384
+
+
+@dataclasses.dataclass(slots=True)
+class _Final:
+    log: RunLog
+    state: FinalState
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    error: StoreError | None = None
+    counted: int = 0  # what it added to the writer's pending count
+
+
+_Op = tuple[RunLog, Event] | _Final
+
+
+class CommitWriter:
+    """The single writer of events and final states. Start with ``nursery.start(w.serve)``."""
+
+    def __init__(self, store: Store, *, durable: bool = True) -> None:
+        self.store = store
+        self.durable = durable
+        self._queue: list[_Op] = []
+        self._pending = 0
+        self._wakeup = trio.Event()
+        self._room = trio.Event()
+        self._closing = False
+        self._stopped = trio.Event()
+        # Events whose commit failed, by run: written again with the run's final state.
+        self._lost: dict[str, list[Event]] = defaultdict(list)
+        # Called with a run id whose events could not be stored (the run should fail).
+        self.on_lost: Callable[[str], None] = lambda run_id: None
+        self.transactions = 0
+
+    # -- producers ------------------------------------------------------------
+
+    def append_nowait(self, run_log: RunLog, event: str, data: JSON) -> Event:
+        """Give the event the log's next seq and queue it (or publish it, non-durable)."""
+        ev = Event.make(run_log.run_id, run_log.take_seq(), event, data)
+        if not self.durable:
+            run_log.publish([ev])
+            return ev
+        self._queue.append((run_log, ev))
+        self._pending += 1
+        self._wakeup.set()
+        return ev
+
+    @property
+    def full(self) -> bool:
+        return self._pending >= MAX_PENDING
+
+    async def wait_for_room(self) -> None:
+        while self.full:
+            await self._room.wait()
+
+    async def finalize(self, run_log: RunLog, state: FinalState) -> None:
+        """Commit a run's final state after its events; publish its last events.
+
+        Raises :class:`StoreError` when the final state could not be written;
+        the events are published all the same, ``end`` carrying
+        ``error_details``. Cancelling the wait does not withdraw the final
+        state: it stays queued and is committed when the writer gets to it.
+        """
+        final = _Final(run_log, state, counted=len(state.events))
+        self._queue.append(final)
+        self._pending += final.counted
+        self._wakeup.set()
+        await final.done.wait()
+        if final.error is not None:
+            raise final.error
+
+    # -- the writer task ------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit and publish until :meth:`aclose`; then drain the queue and return."""
+        task_status.started()
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                await self._commit(self._take_batch())
+        finally:
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Stop after everything queued so far has been committed."""
+        self._closing = True
+        self._wakeup.set()
+        await self._stopped.wait()
+
+    def _take_batch(self) -> list[_Op]:
+        count = 0
+        cut = 0
+        for cut, op in enumerate(self._queue, 1):  # noqa: B007
+            count += 1 if isinstance(op, tuple) else len(op.state.events)
+            if count >= MAX_BATCH:
+                break
+        batch = self._queue[:cut]
+        del self._queue[:cut]
+        return batch
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        events: list[Event] = []
+        finals: list[_Final] = []
+        publish: dict[RunLog, list[Event]] = defaultdict(list)
+        for op in batch:
+            if isinstance(op, tuple):
+                events.append(op[1])
+                publish[op[0]].append(op[1])
+                continue
+            finals.append(op)
+            state = op.state
+            lost = self._lost.pop(state.run_id, [])
+            if not self.durable:
+                # The published events were kept in memory only; store them now.
+                state.events = op.log.events() + state.events
+            state.events = lost + state.events
+            publish[op.log].extend(lost + [e for e in state.events if e.seq > op.log.published])
+        try:
+            await self.store.commit(events, [f.state for f in finals])
+        except StoreError as exc:
+            log.error("commit.failed", extra={"events": len(events), "finals": len(finals)})
+            self._fail(batch, exc)
+        else:
+            self.transactions += 1
+            for run_log, evs in publish.items():
+                run_log.publish(evs)
+            for f in finals:
+                f.done.set()
+        self._pending -= len(events) + sum(f.counted for f in finals)
+        if not self.full:
+            self._room.set()
+            self._room = trio.Event()
+
+    def _fail(self, batch: list[_Op], exc: StoreError) -> None:
+        for op in batch:
+            if isinstance(op, tuple):
+                run_log, ev = op
+                first_loss = run_log.run_id not in self._lost
+                self._lost[run_log.run_id].append(ev)
+                if first_loss:
+                    self.on_lost(run_log.run_id)
+                continue
+            # The final state did not land: still end every stream, and say why.
+            evs = op.state.events
+            if evs and evs[-1].event == "end":
+                data = evs[-1].value()
+                data["error_details"] = "the final state could not be persisted"
+                evs = [*evs[:-1], Event.make(evs[-1].run_id, evs[-1].seq, "end", data)]
+            op.log.publish([e for e in evs if e.seq > op.log.published])
+            op.error = StoreError("the final state could not be persisted")
+            op.error.__cause__ = exc
+            op.done.set()

@@ -1,0 +1,198 @@
+"""Per-run event logs and their fan-out to subscribers.
+
+A :class:`RunLog` holds what has been *published* of one live run: its
+highest published ``seq`` and a tail of recent events in memory. The commit
+writer publishes into it only what the store has committed (in the default
+durability mode), in ``seq`` order.
+
+Each subscriber owns a bounded memory channel. Publishing never waits: when a
+subscriber's channel is full, the log closes that channel and forgets it, and
+the subscriber, once it has drained what it holds, catches up from the tail
+or the store and attaches again. So a slow reader costs the run and the
+other readers nothing, and it still misses nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Protocol
+
+import trio
+
+from .model import Event
+from .store import Store
+
+# Batches a subscriber may fall behind before it is switched to catching up.
+SUBSCRIBER_BUFFER = 256
+# Events a live run keeps in memory for subscribers that join or lag.
+TAIL_EVENTS = 4096
+# Events one catch-up read takes from the store.
+STORE_PAGE = 1000
+
+
+class RunLog:
+    """The published part of one run's log, and its live subscribers."""
+
+    def __init__(self, run_id: str, *, next_seq: int = 0, keep_all: bool = False) -> None:
+        self.run_id = run_id
+        self.next_seq = next_seq  # assigned by the writer when an event is appended
+        self.published = next_seq - 1
+        self.ended = False
+        self._tail: collections.deque[Event] = collections.deque(
+            maxlen=None if keep_all else TAIL_EVENTS
+        )
+        self._subscribers: set[trio.MemorySendChannel[list[Event]]] = set()
+
+    def take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def publish(self, events: list[Event]) -> None:
+        """Hand committed events (consecutive, in order) to every subscriber."""
+        if not events or self.ended:
+            return
+        self._tail.extend(events)
+        self.published = events[-1].seq
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(events)
+            except trio.WouldBlock:
+                # Too slow: it will catch up from the tail or the store.
+                self._subscribers.discard(send)
+                send.close()
+        if events[-1].event == "end":
+            self.ended = True
+            for send in self._subscribers:
+                send.close()
+            self._subscribers.clear()
+
+    def attach(self) -> trio.MemoryReceiveChannel[list[Event]] | None:
+        """A channel of every batch published from now on; None once ended."""
+        if self.ended:
+            return None
+        send, receive = trio.open_memory_channel[list[Event]](SUBSCRIBER_BUFFER)
+        self._subscribers.add(send)
+        return receive
+
+    def tail_after(self, after_seq: int) -> list[Event] | None:
+        """Published events after ``after_seq`` from memory; None if memory lacks some."""
+        if after_seq >= self.published:
+            return []
+        if not self._tail or self._tail[0].seq > after_seq + 1:
+            return None
+        start = after_seq + 1 - self._tail[0].seq
+        return [self._tail[i] for i in range(start, len(self._tail))]
+
+    def events(self) -> list[Event]:
+        return list(self._tail)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+
+class EventBus(Protocol):
+    """How runs' events reach subscribers. A Redis bus would implement this too."""
+
+    def open(self, run_id: str, *, next_seq: int = 0) -> RunLog: ...
+    def get(self, run_id: str) -> RunLog | None: ...
+    def forget(self, run_id: str) -> None: ...
+    def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription: ...
+
+
+class LocalEventBus:
+    """The in-process :class:`EventBus`: logs in a dict, fan-out by memory channels."""
+
+    def __init__(self, store: Store, *, keep_all: bool = False) -> None:
+        self.store = store
+        self._keep_all = keep_all  # final-state durability: memory is the only copy
+        self._logs: dict[str, RunLog] = {}
+
+    def open(self, run_id: str, *, next_seq: int = 0) -> RunLog:
+        log = RunLog(run_id, next_seq=next_seq, keep_all=self._keep_all)
+        self._logs[run_id] = log
+        return log
+
+    def get(self, run_id: str) -> RunLog | None:
+        return self._logs.get(run_id)
+
+    def forget(self, run_id: str) -> None:
+        self._logs.pop(run_id, None)
+
+    def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
+        return Subscription(self, run_id, after_seq)
+
+
+class Subscription:
+    """Every event of a run with ``seq > after_seq``, in order, ending after ``end``.
+
+    :meth:`next` may be cancelled at any point (for a heartbeat timeout, say)
+    and called again: nothing is lost or repeated, because the position lives
+    here and a memory channel's ``receive`` is cancel-safe.
+    """
+
+    def __init__(self, bus: LocalEventBus, run_id: str, after_seq: int) -> None:
+        self._bus = bus
+        self.run_id = run_id
+        self.last_seq = after_seq
+        self.done = False
+        self._receive: trio.MemoryReceiveChannel[list[Event]] | None = None
+        self._catching_up = True
+
+    async def next(self) -> list[Event] | None:
+        """The next batch of events, or None when the log has ended."""
+        while not self.done:
+            if self._catching_up:
+                batch = await self._catch_up()
+                if batch:
+                    return self._deliver(batch)
+                self._catching_up = False
+                if self._receive is None:
+                    # Not live, and the store has nothing more: the run is gone.
+                    self.done = True
+                    return None
+            assert self._receive is not None
+            try:
+                batch = await self._receive.receive()
+            except trio.EndOfChannel:
+                # We lagged and were dropped, or the log ended: catch up.
+                self._receive = None
+                self._catching_up = True
+                continue
+            fresh = [e for e in batch if e.seq > self.last_seq]
+            if fresh:
+                return self._deliver(fresh)
+        return None
+
+    async def _catch_up(self) -> list[Event]:
+        log = self._bus.get(self.run_id)
+        if self._receive is None and log is not None:
+            # Attach before reading, so nothing published meanwhile slips between.
+            self._receive = log.attach()
+        if log is not None:
+            batch = log.tail_after(self.last_seq)
+            if batch is not None:
+                return batch
+        return await self._bus.store.read_events(self.run_id, self.last_seq, STORE_PAGE)
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        self.last_seq = batch[-1].seq
+        if batch[-1].event == "end":
+            self.close()
+        return batch
+
+    def close(self) -> None:
+        self.done = True
+        if self._receive is not None:
+            self._receive.close()
+            self._receive = None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        batch = await self.next()
+        if batch is None:
+            raise StopAsyncIteration
+        return batch

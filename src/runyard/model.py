@@ -1,0 +1,173 @@
+"""The nouns of runyard as plain data: statuses, reasons, runs, threads, events.
+
+Nothing here does I/O. The store persists these, the supervisor changes them,
+the HTTP layer renders them with :func:`run_to_json` and friends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+import uuid
+from typing import Any
+
+JSON = Any  # A value that json.dumps accepts.
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class CancelReason(enum.StrEnum):
+    USER = "user"
+    DISCONNECT = "disconnect"
+    INTERRUPT = "interrupt"  # a newer run on the thread took over
+    ROLLBACK = "rollback"
+    SHUTDOWN = "shutdown"
+    RESTART = "restart"  # the process that owned the run died
+    TIMEOUT = "timeout"
+
+
+class ThreadStatus(enum.StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+class MultitaskStrategy(enum.StrEnum):
+    REJECT = "reject"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+    ENQUEUE = "enqueue"
+
+
+def thread_status_after(status: RunStatus) -> ThreadStatus:
+    """The status a thread takes when its last run ends with ``status``."""
+    if status is RunStatus.SUCCESS:
+        return ThreadStatus.IDLE
+    if status is RunStatus.INTERRUPTED:
+        return ThreadStatus.INTERRUPTED
+    if status.terminal:
+        return ThreadStatus.ERROR
+    return ThreadStatus.BUSY
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float) -> str:
+    """Render a unix timestamp as an RFC 3339 string in UTC, as LangGraph does."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A client-safe description of a failure: a type name and a message we wrote."""
+
+    error: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.error, "message": self.message}
+
+
+@dataclasses.dataclass(slots=True)
+class Run:
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    metadata: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    kwargs: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    cancel_reason: CancelReason | None = None
+    error: ErrorInfo | None = None
+    output: JSON = None
+    owner: str = ""
+    attempt: int = 1
+
+
+@dataclasses.dataclass(slots=True)
+class Thread:
+    thread_id: str
+    created_at: float
+    updated_at: float
+    metadata: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    status: ThreadStatus = ThreadStatus.IDLE
+    values: JSON = None
+    owner: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's log. ``frame`` is the SSE encoding, built once."""
+
+    run_id: str
+    seq: int
+    event: str
+    data: str  # JSON text
+    frame: bytes
+
+    @classmethod
+    def make(cls, run_id: str, seq: int, event: str, data: JSON) -> Event:
+        return cls.from_text(run_id, seq, event, dumps(data))
+
+    @classmethod
+    def from_text(cls, run_id: str, seq: int, event: str, data: str) -> Event:
+        frame = f"event: {event}\ndata: {data}\nid: {seq}\n\n".encode()
+        return cls(run_id, seq, event, data, frame)
+
+    def value(self) -> JSON:
+        return json.loads(self.data)
+
+
+def dumps(value: JSON) -> str:
+    """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def run_to_json(run: Run) -> dict[str, JSON]:
+    return {
+        "run_id": run.run_id,
+        "thread_id": run.thread_id,
+        "assistant_id": run.assistant_id,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "status": str(run.status),
+        "metadata": run.metadata,
+        "multitask_strategy": str(run.multitask_strategy),
+        "kwargs": run.kwargs,
+        "cancel_reason": None if run.cancel_reason is None else str(run.cancel_reason),
+        "error": None if run.error is None else run.error.to_json(),
+    }
+
+
+def thread_to_json(thread: Thread) -> dict[str, JSON]:
+    return {
+        "thread_id": thread.thread_id,
+        "created_at": iso(thread.created_at),
+        "updated_at": iso(thread.updated_at),
+        "metadata": thread.metadata,
+        "status": str(thread.status),
+        "values": thread.values,
+        "interrupts": {},
+    }

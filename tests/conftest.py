@@ -1,0 +1,47 @@
+"""Shared fixtures: a real SQLite file per test, and a running supervisor."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from runyard.demo import demo_registry
+from runyard.store import SQLiteStore
+from runyard.supervisor import EngineSettings, Supervisor
+
+# Every test gets a hard time limit, so a hang fails instead of stalling CI.
+TEST_TIMEOUT = float(os.environ.get("RUNYARD_TEST_TIMEOUT", "60"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "runyard.sqlite3")
+
+
+@pytest.fixture
+async def store(db_path: str) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(db_path)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+@pytest.fixture
+async def supervisor(
+    store: SQLiteStore, nursery: trio.Nursery, request: pytest.FixtureRequest
+) -> AsyncIterator[Supervisor]:
+    # Under an autojump clock, virtual time leaps to the next deadline while a
+    # SQLite thread works, and would trip any cleanup deadline (STACK_NOTES).
+    mock_time = "autojump_clock" in request.fixturenames
+    deadline = math.inf if mock_time else 5.0
+    sup = Supervisor(store, demo_registry(), EngineSettings(cleanup_deadline=deadline))
+    await nursery.start(sup.serve)
+    yield sup
+    await sup.shutdown(grace=0)
