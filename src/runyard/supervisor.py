@@ -138,6 +138,7 @@ class Supervisor:
         self.writer = CommitWriter(store, durable=self.settings.durable)
         self.writer.on_lost = self._events_lost
         self.accepting = False
+        self.draining = False  # shutdown has begun
         self._runs: dict[str, RunHandle] = {}
         self._lines: dict[str, collections.deque[RunHandle]] = collections.defaultdict(
             collections.deque
@@ -190,6 +191,7 @@ class Supervisor:
         final state (each bounded by the cleanup deadline).
         """
         self.accepting = False
+        self.draining = True
         if self._grace_scope is not None:
             self._grace_scope.cancel()
             await self.wait_idle()
@@ -201,6 +203,11 @@ class Supervisor:
         with trio.move_on_after(self.settings.cleanup_deadline + 1.0):
             await self.wait_idle()
         self._stop.set()
+
+    def hurry(self) -> None:
+        """End the grace period of a shutdown under way; the cleanups still run."""
+        if self._grace_scope is not None:
+            self._grace_scope.cancel()
 
     async def wait_idle(self) -> None:
         """Wait until no run is pending or running."""
@@ -403,6 +410,13 @@ class Supervisor:
         await self.store.delete_run(run_id)
         if handle is not None:
             self._forget(handle)
+
+    async def last_seq(self, run_id: str) -> int:
+        """The id of the run's newest event a client could have seen (-1: none)."""
+        run_log = self.bus.get(run_id)
+        if run_log is not None:
+            return run_log.published
+        return await self.store.last_seq(run_id)
 
     def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
         return self.bus.subscribe(run_id, after_seq)

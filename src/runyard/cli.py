@@ -1,0 +1,101 @@
+"""The ``runyard`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from . import __version__
+from .config import ConfigError, Settings, load
+from .errors import StoreUnusable
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the server (SQLite, demo agents, 127.0.0.1:2024)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 2024; 0 picks a free one)")
+    p.add_argument("--db", help="SQLite file (default ./.runyard/runyard.sqlite3)")
+    p.add_argument("--config", help="a runyard.toml (default ./runyard.toml if present)")
+    p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
+    p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")
+    p.add_argument("--no-demo-agents", action="store_true", help="serve only configured agents")
+    p.add_argument("--check", action="store_true", help="validate the configuration and exit")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runyard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"runyard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    assert args.command == "serve"
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "db": args.db,
+        "durability": args.durability,
+        "grace": args.grace,
+        "demo_agents": False if args.no_demo_agents else None,
+    }
+    try:
+        settings = load(args.config, overrides=overrides)
+        settings.registry()
+    except ConfigError as exc:
+        print(f"runyard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"runyard: configuration is valid ({len(settings.registry().names())} agents)")
+        return 0
+    _configure_logging(settings)
+    try:
+        trio.run(_run, settings)
+    except StoreUnusable as exc:
+        print(f"runyard: {exc.detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"runyard: cannot listen on {settings.host}:{settings.port} ({exc.strerror})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+async def _run(settings: Settings) -> None:
+    from .server import serve
+
+    await serve(settings, handle_signals=True)
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """One line per event: time, level, event name, then key=value fields."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in self._STANDARD)
+        line = f"{self.formatTime(record)} {record.levelname.lower()} {record.getMessage()}"
+        if fields:
+            line += " " + fields
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_KeyValueFormatter())
+    root = logging.getLogger("runyard")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    root.propagate = False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Configuration in one place: defaults < runyard.toml < RUNYARD_* variables < flags.
+
+Every key is a field of :class:`Settings`. An invalid value stops start-up
+with one line naming the key (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .agents import AgentRegistry, load_agent
+from .demo import DEMO_AGENTS
+
+DEFAULT_CONFIG_FILE = "runyard.toml"
+ENV_PREFIX = "RUNYARD_"
+
+
+class ConfigError(Exception):
+    """A configuration value runyard cannot use; the message names the key."""
+
+
+@dataclasses.dataclass(slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 2024
+    db: str = "./.runyard/runyard.sqlite3"
+    durability: str = "events"  # "events": commit before publish; "final": final state only
+    grace: float = 10.0  # seconds runs may finish on their own at shutdown
+    cleanup_deadline: float = 5.0  # seconds a run's cleanup may take to persist its state
+    heartbeat: float = 15.0  # seconds between heartbeat comments on an idle stream
+    retention: float = 60.0  # seconds a finished run stays in memory
+    http_graceful_timeout: float = 3.0  # seconds hypercorn waits for requests after the drain
+    max_body: int = 1024 * 1024  # bytes
+    demo_agents: bool = True
+    agents: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> module:attr
+    log_level: str = "info"
+
+    def registry(self) -> AgentRegistry:
+        registry = AgentRegistry(list(DEMO_AGENTS) if self.demo_agents else [])
+        for name, spec in self.agents.items():
+            try:
+                registry.add(load_agent(spec, name))
+            except ValueError as exc:
+                raise ConfigError(f"agents.{name}: {exc}") from None
+        return registry
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_CHOICES = {"durability": ("events", "final"), "log_level": ("debug", "info", "warning", "error")}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn a TOML, environment or flag value into the field's type, or raise."""
+    kind = str(_FIELDS[key].type)
+    try:
+        if kind == "int" and not isinstance(value, bool):
+            result: Any = int(value)
+        elif kind == "float" and not isinstance(value, bool):
+            result = float(value)
+            if result < 0 or result != result:
+                raise ValueError
+        elif kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                value = value.lower() in ("1", "true", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            result = value
+        elif kind == "str" and isinstance(value, str):
+            result = value
+        elif kind.startswith("dict") and isinstance(value, Mapping):
+            if not all(isinstance(v, str) for v in value.values()):
+                raise ValueError
+            result = dict(value)
+        else:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a valid {_describe(kind)}") from None
+    if key in _CHOICES and result not in _CHOICES[key]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    if key == "port" and not 0 <= result <= 65535:
+        raise ConfigError(f"port: {value!r} is not a TCP port")
+    return result
+
+
+def _describe(kind: str) -> str:
+    return {"int": "whole number", "float": "number >= 0", "bool": "true/false"}.get(
+        kind, "table of name = 'module:attribute'" if kind.startswith("dict") else "string"
+    )
+
+
+def load(
+    path: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from a TOML file (``path``, else ./runyard.toml if present), env, flags."""
+    values: dict[str, Any] = {}
+    file = Path(path) if path else Path(DEFAULT_CONFIG_FILE)
+    if path or file.exists():
+        values.update(_from_toml(file))
+    environ = os.environ if env is None else env
+    for key in _FIELDS:
+        raw = environ.get(ENV_PREFIX + key.upper())
+        if raw is not None and key != "agents":
+            values[key] = _coerce(key, raw)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value)
+    return Settings(**values)
+
+
+def _from_toml(file: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config: {file} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: {file} is not valid TOML ({exc})") from None
+    if file.name == "pyproject.toml":
+        data = data.get("tool", {}).get("runyard", {})
+    data = data.get("runyard", data)  # a [runyard] table, or keys at the top
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{key}: unknown setting (in {file})")
+        values[key] = _coerce(key, value)
+    return values

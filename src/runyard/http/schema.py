@@ -1,0 +1,194 @@
+"""Request validation: JSON bodies and query strings into typed values.
+
+Every failure is an :class:`~runyard.errors.Invalid` (422) naming the field,
+or a :class:`~runyard.errors.BadRequest` (400) for a body that is not JSON.
+Unknown fields are ignored: the LangGraph SDK sends many that runyard does
+not use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from ..errors import BadRequest, Invalid
+from ..model import JSON, MultitaskStrategy
+from ..supervisor import RunRequest
+
+T = TypeVar("T")
+
+# Nesting deeper than this is refused before it can cost recursion elsewhere.
+MAX_DEPTH = 64
+STREAM_MODES = frozenset(
+    {"values", "updates", "custom", "messages", "messages-tuple", "events", "debug", "tasks",
+     "checkpoints"}
+)  # fmt: skip
+ON_DISCONNECT = ("cancel", "continue")
+IF_NOT_EXISTS = ("reject", "create")
+IF_EXISTS = ("raise", "do_nothing")
+CANCEL_ACTIONS = ("interrupt", "rollback")
+MAX_LIMIT = 1000
+
+
+def parse_json(raw: bytes | str) -> JSON:
+    """Decode a request body; an empty body is an empty object."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest("the request body is not valid JSON") from exc
+    if _depth(value) > MAX_DEPTH:
+        raise Invalid(f"the request body nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: JSON) -> int:
+    """Nesting depth, iteratively (a recursive walk could overflow on hostile input)."""
+    deepest = 0
+    stack: list[tuple[JSON, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def body_object(body: JSON) -> dict[str, JSON]:
+    if not isinstance(body, dict):
+        raise Invalid("the request body must be a JSON object")
+    return body
+
+
+def field(body: Mapping[str, JSON], name: str, kind: type[T] | tuple[type, ...], default: T) -> T:
+    """``body[name]`` if present and not null, checked against ``kind``."""
+    value = body.get(name)
+    if value is None:
+        return default
+    bad_bool = isinstance(value, bool) and kind in (int, float, (int, float))
+    if bad_bool or not isinstance(value, kind):
+        raise Invalid(f"field '{name}' must be {_kind_name(kind)}")
+    return value  # type: ignore[return-value]
+
+
+def choice(body: Mapping[str, JSON], name: str, options: tuple[str, ...], default: str) -> str:
+    value = field(body, name, str, default)
+    if value not in options:
+        raise Invalid(f"field '{name}' must be one of {', '.join(options)}")
+    return value
+
+
+def seconds(body: Mapping[str, JSON], name: str) -> float | None:
+    value: float | None = field(body, name, (int, float), None)
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise Invalid(f"field '{name}' must be a number of seconds >= 0")
+    return None if value is None else float(value)
+
+
+def stream_modes(value: JSON, name: str = "stream_mode") -> list[str]:
+    modes = [value] if isinstance(value, str) else value
+    if not isinstance(modes, list) or not all(isinstance(m, str) for m in modes):
+        raise Invalid(f"field '{name}' must be a string or a list of strings")
+    unknown = sorted(set(modes) - STREAM_MODES)
+    if unknown:
+        raise Invalid(f"field '{name}' has unknown mode {unknown[0]!r}")
+    return list(dict.fromkeys(modes)) or ["values"]
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             dict: "an object", list: "a list"}  # fmt: skip
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) == {int, float}:
+        return "a number"
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+@dataclasses.dataclass(slots=True)
+class RunCreate:
+    request: RunRequest
+    on_disconnect: str
+    stream_resumable: bool
+
+
+def run_create(body: JSON, *, thread_id: str | None, owner: str, streaming: bool) -> RunCreate:
+    """Validate a run-create body (``POST …/runs``, ``/stream``, ``/wait``)."""
+    b = body_object(body)
+    assistant_id = field(b, "assistant_id", str, "")
+    if not assistant_id:
+        raise Invalid("field 'assistant_id' is required")
+    config = field(b, "config", dict, {})
+    context = field(b, "context", dict, None)
+    if context is not None:
+        config = {**config, "context": context}
+    strategy = choice(b, "multitask_strategy", tuple(m.value for m in MultitaskStrategy), "enqueue")
+    request = RunRequest(
+        assistant_id=assistant_id,
+        input=b.get("input"),
+        thread_id=thread_id,
+        metadata=field(b, "metadata", dict, {}),
+        config=config,
+        stream_mode=stream_modes(b.get("stream_mode") or "values"),
+        multitask_strategy=MultitaskStrategy(strategy),
+        if_not_exists=choice(b, "if_not_exists", IF_NOT_EXISTS, "reject"),
+        after_seconds=seconds(b, "after_seconds") or 0.0,
+        timeout_seconds=seconds(b, "timeout_seconds"),
+        owner=owner,
+    )
+    # Stream and wait default to cancelling with the client; a background run never does.
+    on_disconnect = choice(b, "on_disconnect", ON_DISCONNECT, "cancel" if streaming else "continue")
+    return RunCreate(request, on_disconnect, bool(field(b, "stream_resumable", bool, True)))
+
+
+def paging(source: Mapping[str, Any], *, default_limit: int = 10) -> tuple[int, int]:
+    """``limit`` and ``offset`` from a body or a query string."""
+    limit = _int(source, "limit", default_limit)
+    offset = _int(source, "offset", 0)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"field 'limit' must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise Invalid("field 'offset' must be >= 0")
+    return limit, offset
+
+
+def _int(source: Mapping[str, Any], name: str, default: int) -> int:
+    value = source.get(name)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise Invalid(f"field '{name}' must be an integer") from None
+    return field(source, name, int, default)
+
+
+def flag(value: str | None, name: str, default: bool = False) -> bool:
+    """A boolean query parameter: true/false, 1/0, yes/no."""
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise Invalid(f"query parameter '{name}' must be true or false")
+
+
+def last_event_id(value: str | None) -> int | None:
+    """The ``Last-Event-ID`` header: an event id (an integer >= 0) or absent."""
+    if value is None or value.strip() == "":
+        return None
+    try:
+        seq = int(value.strip())
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0)") from None
+    if seq < 0:
+        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0)")
+    return seq

@@ -1,0 +1,93 @@
+"""Server-Sent Events: a run's log as ``event``/``data``/``id`` frames.
+
+Each event's frame was encoded once, when it was logged; a client that is
+behind gets several frames in one write. An idle stream carries a
+``: heartbeat`` comment every ``heartbeat`` seconds. When the client goes
+away, quart-trio cancels the request's nursery and the generator's
+``finally`` runs at once: that is where ``cancel_on_disconnect`` acts (a
+non-blocking cancel; the run persists its own final state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import trio
+from quart import Response
+
+from ..events import Subscription
+from ..model import CancelReason, Event, Run
+from ..supervisor import Supervisor
+
+HEARTBEAT = b": heartbeat\n\n"
+# Events every stream carries, whatever its stream_mode.
+ALWAYS = frozenset({"metadata", "error", "end"})
+
+
+def wanted_events(modes: list[str] | None) -> frozenset[str] | None:
+    """Event names a stream with these modes carries; None means all."""
+    if not modes:
+        return None
+    names = set(ALWAYS)
+    for mode in modes:
+        names.add("messages" if mode == "messages-tuple" else mode)
+    return frozenset(names)
+
+
+def _passes(event: Event, names: frozenset[str] | None) -> bool:
+    return names is None or event.event.split("/", 1)[0] in names
+
+
+def run_paths(run: Run, modes: list[str] | None = None) -> tuple[str, str]:
+    """``Content-Location`` (the run) and ``Location`` (its join stream)."""
+    base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    query = "".join(f"&stream_mode={m}" for m in modes or ())
+    return base, f"{base}/stream" + ("?" + query[1:] if query else "")
+
+
+def sse_response(
+    supervisor: Supervisor,
+    run: Run,
+    subscription: Subscription,
+    *,
+    modes: list[str] | None,
+    cancel_on_disconnect: bool,
+    heartbeat: float,
+) -> Response:
+    names = wanted_events(modes)
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                with trio.move_on_after(heartbeat) as idle:
+                    batch = await subscription.next()
+                if idle.cancelled_caught:
+                    yield HEARTBEAT
+                    continue
+                if batch is None:
+                    return
+                chunk = b"".join(e.frame for e in batch if _passes(e, names))
+                if chunk:
+                    yield chunk
+        finally:
+            ended = subscription.done
+            subscription.close()
+            if cancel_on_disconnect and not ended:
+                handle = supervisor.get_handle(run.run_id)
+                if handle is not None:
+                    handle.cancel(CancelReason.DISCONNECT)
+
+    content_location, location = run_paths(run, modes)
+    response = Response(
+        frames(),
+        status=200,
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "Content-Location": content_location,
+            "Location": location,
+        },
+    )
+    response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a long stream
+    return response

@@ -1,0 +1,163 @@
+"""The whole lifetime of a runyard process, top to bottom.
+
+``serve`` opens the store, then runyard's own root nursery, which holds the
+supervisor (and so every run) and hypercorn. Shutdown runs in this order,
+each step bounded and logged with its duration:
+
+1. stop taking runs (run-creating requests get 503 with ``Retry-After``);
+2. a grace period in which runs may finish on their own;
+3. cancel the rest: each run's shielded cleanup persists its final state
+   within the cleanup deadline; every stream gets its ``end``, every
+   ``/wait`` its answer;
+4. stop hypercorn (nothing is left in flight, so it stops at once);
+5. close the writer, then the database, last.
+
+The upper bound is grace + cleanup deadline + http_graceful_timeout + about
+two seconds. hypercorn on its own would drain connections *before* the app's
+shutdown; owning the nursery is what gives this order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .config import Settings
+from .http.app import HttpSettings, create_app
+from .store import SQLiteStore
+from .supervisor import EngineSettings, Supervisor
+
+log = logging.getLogger("runyard.server")
+
+# Slack on top of the configured bounds, for the steps that have none of their own.
+SHUTDOWN_SLACK = 2.0
+
+
+@dataclasses.dataclass(slots=True)
+class Server:
+    """A running server, as handed to ``nursery.start(serve, settings)``."""
+
+    url: str
+    port: int
+    supervisor: Supervisor
+    settings: Settings
+    _stop: trio.Event = dataclasses.field(default_factory=trio.Event)
+    stopped: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+    def request_stop(self) -> None:
+        """Begin the ordered shutdown (a second call shortens the grace period)."""
+        if self._stop.is_set():
+            self.supervisor.hurry()
+        self._stop.set()
+
+
+def shutdown_bound(settings: Settings) -> float:
+    """Seconds from SIGTERM to exit, at most (docs/operations.md)."""
+    s = settings
+    return s.grace + s.cleanup_deadline + s.http_graceful_timeout + SHUTDOWN_SLACK
+
+
+async def serve(
+    settings: Settings,
+    *,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
+    registry = settings.registry()
+    store = SQLiteStore(settings.db)
+    await store.open()
+    try:
+        async with trio.open_nursery() as root:
+            supervisor = Supervisor(
+                store,
+                registry,
+                EngineSettings(
+                    durable=settings.durability == "events",
+                    cleanup_deadline=settings.cleanup_deadline,
+                    retention=settings.retention,
+                ),
+            )
+            await root.start(supervisor.serve)
+            app = create_app(
+                supervisor,
+                HttpSettings(
+                    heartbeat=settings.heartbeat,
+                    max_body=settings.max_body,
+                    durability=settings.durability,
+                ),
+            )
+            http_stop = trio.Event()
+            http_done = trio.Event()
+            binds: list[str] = await root.start(
+                _serve_http, app, _hypercorn_config(settings), http_stop, http_done
+            )
+            url = binds[0]
+            server = Server(url, int(url.rsplit(":", 1)[1]), supervisor, settings)
+            if handle_signals:
+                root.start_soon(_watch_signals, server)
+            log.info("server.started", extra={"url": url, "db": settings.db})
+            task_status.started(server)
+            await server._stop.wait()
+            await _drain(server, http_stop, http_done)
+            root.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+        log.info("server.stopped")
+
+
+async def _drain(server: Server, http_stop: trio.Event, http_done: trio.Event) -> None:
+    settings = server.settings
+    began = time.monotonic()
+    log.info("shutdown.begin", extra={"live_runs": server.supervisor.live_runs})
+    await server.supervisor.shutdown(settings.grace)
+    log.info("shutdown.runs_persisted", extra={"seconds": round(time.monotonic() - began, 3)})
+    step = time.monotonic()
+    http_stop.set()
+    with trio.move_on_after(settings.http_graceful_timeout + 1.0):
+        await http_done.wait()
+    log.info("shutdown.http_stopped", extra={"seconds": round(time.monotonic() - step, 3)})
+    server.stopped.set()
+
+
+async def _serve_http(
+    app: Any,
+    config: HypercornConfig,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
+    finally:
+        done.set()
+
+
+def _hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.http_graceful_timeout
+    config.accesslog = None
+    config.errorlog = logging.getLogger("runyard.hypercorn")
+    config.keep_alive_timeout = 5.0
+    return config
+
+
+async def _watch_signals(server: Server) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("shutdown.signal", extra={"signal": signal.Signals(signum).name})
+            server.request_stop()
