@@ -10,6 +10,7 @@ nox.options.error_on_missing_interpreters = False
 
 PYTHON = "3.11"
 SOURCES = ["src", "tests", "noxfile.py"]
+FLAKE8_ASYNC = "ASYNC100,ASYNC101,ASYNC102,ASYNC103,ASYNC104,ASYNC105,ASYNC106,ASYNC112,ASYNC113,ASYNC115,ASYNC116,ASYNC119,ASYNC120"
 
 
 @nox.session(python=PYTHON)
@@ -25,7 +26,9 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
     session.run("ruff", "check", *SOURCES)
     session.run("ruff", "format", "--check", *SOURCES)
-    session.run("flake8", "--select=ASYNC", "src")
+    # The flake8-async rules ruff lacks that matter here: unshielded awaits in
+    # cleanup (102, 120), swallowed cancellation (103, 104), bad nursery use.
+    session.run("flake8", f"--select={FLAKE8_ASYNC}", "src")
 
 
 @nox.session(python=PYTHON)

@@ -7,10 +7,13 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
+from runyard.config import Settings
 from runyard.demo import demo_registry
+from runyard.server import Server, serve
 from runyard.store import SQLiteStore
 from runyard.supervisor import EngineSettings, Supervisor
 
@@ -45,3 +48,23 @@ async def supervisor(
     await nursery.start(sup.serve)
     yield sup
     await sup.shutdown(grace=0)
+
+
+@pytest.fixture
+def settings(db_path: str) -> Settings:
+    """A server on 127.0.0.1, an ephemeral port, a fresh SQLite file, demo agents."""
+    return Settings(host="127.0.0.1", port=0, db=db_path, grace=1.0, heartbeat=15.0)
+
+
+@pytest.fixture
+async def server(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[Server]:
+    running: Server = await nursery.start(serve, settings)
+    yield running
+    running.request_stop()
+    await running.stopped.wait()
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        yield c

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
+import httpx
+
 from runyard.model import Event
 from runyard.store import SQLiteStore
 from runyard.supervisor import Supervisor
@@ -24,3 +30,37 @@ def assert_gapless(events: list[Event], first: int = 0) -> None:
     assert [e.seq for e in events] == list(range(first, first + len(events)))
     assert [e.event for e in events].count("end") == 1
     assert events[-1].event == "end"
+
+
+@dataclasses.dataclass
+class Frame:
+    event: str
+    data: Any
+    id: int | None
+
+
+def parse_frames(text: str) -> tuple[list[Frame], int]:
+    """SSE text into frames, and the number of heartbeat comments seen."""
+    frames: list[Frame] = []
+    heartbeats = 0
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                heartbeats += 1
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "event" in fields:
+            ident = fields.get("id")
+            frames.append(
+                Frame(fields["event"], json.loads(fields["data"]), int(ident) if ident else None)
+            )
+    return frames, heartbeats
+
+
+async def read_stream(response: httpx.Response) -> list[Frame]:
+    text = "".join([chunk async for chunk in response.aiter_text()])
+    return parse_frames(text)[0]

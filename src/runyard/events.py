@@ -61,6 +61,9 @@ class RunLog:
                 # Too slow: it will catch up from the tail or the store.
                 self._subscribers.discard(send)
                 send.close()
+            except trio.BrokenResourceError:
+                # The subscriber went away (its client disconnected).
+                self._subscribers.discard(send)
         if events[-1].event == "end":
             self.ended = True
             for send in self._subscribers:

@@ -95,11 +95,8 @@ async def serve(
                     durability=settings.durability,
                 ),
             )
-            http_stop = trio.Event()
-            http_done = trio.Event()
-            binds: list[str] = await root.start(
-                _serve_http, app, _hypercorn_config(settings), http_stop, http_done
-            )
+            http = _Http(app)
+            binds: list[str] = await root.start(http.serve, _hypercorn_config(settings))
             url = binds[0]
             server = Server(url, int(url.rsplit(":", 1)[1]), supervisor, settings)
             if handle_signals:
@@ -107,7 +104,7 @@ async def serve(
             log.info("server.started", extra={"url": url, "db": settings.db})
             task_status.started(server)
             await server._stop.wait()
-            await _drain(server, http_stop, http_done)
+            await _drain(server, http)
             root.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
@@ -115,32 +112,71 @@ async def serve(
         log.info("server.stopped")
 
 
-async def _drain(server: Server, http_stop: trio.Event, http_done: trio.Event) -> None:
+async def _drain(server: Server, http: _Http) -> None:
     settings = server.settings
     began = time.monotonic()
     log.info("shutdown.begin", extra={"live_runs": server.supervisor.live_runs})
     await server.supervisor.shutdown(settings.grace)
     log.info("shutdown.runs_persisted", extra={"seconds": round(time.monotonic() - began, 3)})
     step = time.monotonic()
-    http_stop.set()
-    with trio.move_on_after(settings.http_graceful_timeout + 1.0):
-        await http_done.wait()
+    await http.stop(settings.http_graceful_timeout)
     log.info("shutdown.http_stopped", extra={"seconds": round(time.monotonic() - step, 3)})
     server.stopped.set()
 
 
-async def _serve_http(
-    app: Any,
-    config: HypercornConfig,
-    stop: trio.Event,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    try:
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
-    finally:
-        done.set()
+class _Http:
+    """hypercorn inside a cancel scope of ours, and a count of requests in flight.
+
+    hypercorn, told to stop, waits up to its ``graceful_timeout`` for open
+    connections, and an idle keep-alive connection holds it that long (its
+    idle task is not reliably woken by the shutdown). Once no request is in
+    flight we cancel it instead: an idle connection has nothing to lose.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._in_flight = 0
+        self._quiet = trio.Event()
+        self._quiet.set()
+        self._scope = trio.CancelScope()
+        self._stop = trio.Event()
+        self._done = trio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        self._in_flight += 1
+        if self._quiet.is_set():
+            self._quiet = trio.Event()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._quiet.set()
+
+    async def serve(
+        self,
+        config: HypercornConfig,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            with self._scope:
+                await hypercorn_serve(
+                    self, config, shutdown_trigger=self._stop.wait, task_status=task_status
+                )
+        finally:
+            self._done.set()
+
+    async def stop(self, patience: float) -> None:
+        """Stop accepting; give requests in flight ``patience`` s; then close it all."""
+        self._stop.set()
+        with trio.move_on_after(patience):
+            await self._quiet.wait()
+        self._scope.cancel()
+        await self._done.wait()
 
 
 def _hypercorn_config(settings: Settings) -> HypercornConfig:

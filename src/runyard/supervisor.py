@@ -150,7 +150,7 @@ class Supervisor:
         self._stop = trio.Event()
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        self._loop: trio_asyncio.TrioEventLoop | None = None
+        self.loop: trio_asyncio.TrioEventLoop | None = None
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class Supervisor:
         cleanup deadline; the writer outlives them and is closed last.
         """
         async with trio_asyncio.open_loop() as loop, trio.open_nursery() as outer:
-            self._loop = loop
+            self.loop = loop
             writer_scope = trio.CancelScope(shield=True)
             outer.start_soon(self._serve_writer, writer_scope)
             try:
@@ -424,8 +424,8 @@ class Supervisor:
     # -- the run task -------------------------------------------------------------
 
     async def _run_task(self, handle: RunHandle) -> None:
-        if self._loop is not None:
-            trio_asyncio.current_loop.set(self._loop)
+        if self.loop is not None:
+            trio_asyncio.current_loop.set(self.loop)
         request = handle.request
         ctx_class = AsyncioRunContext if handle.agent and handle.agent.asyncio else RunContext
         ctx = ctx_class(

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio_asyncio
 from quart import Quart, Response, jsonify, request
 from quart_trio import QuartTrio
 
@@ -61,6 +62,12 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
 
     def owner() -> str:
         return ""
+
+    @app.before_request
+    async def asyncio_loop() -> None:
+        # Quart runs sync iterables through asyncio helpers; trio-asyncio needs its loop.
+        if sup.loop is not None:
+            trio_asyncio.current_loop.set(sup.loop)
 
     @app.after_request
     async def closing(response: Response) -> Response:
@@ -159,7 +166,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     @route("/threads/<thread_id>", "DELETE", summary="Delete a thread (cancels its runs first)")
     async def thread_delete(thread_id: str) -> Response:
         await sup.delete_thread(thread_id, owner=owner())
-        return Response(status=204)
+        return Response(b"", status=204)
 
     @route("/threads/<thread_id>/state", "GET", summary="The output of the thread's last success")
     async def thread_state(thread_id: str) -> Response:
@@ -259,7 +266,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     @route("/threads/<thread_id>/runs/<run_id>", "DELETE", summary="Delete a finished run")
     async def run_delete(thread_id: str, run_id: str) -> Response:
         await sup.delete_run(run_id, thread_id=thread_id, owner=owner())
-        return Response(status=204)
+        return Response(b"", status=204)
 
     @route("/threads/<thread_id>/runs/<run_id>/join", "GET", summary="Wait for a run's end")
     async def run_join(thread_id: str, run_id: str) -> Response:
@@ -270,14 +277,14 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     async def run_join_stream(thread_id: str, run_id: str) -> Response:
         run = await sup.get_run(run_id, thread_id=thread_id, owner=owner())
         after = schema.last_event_id(request.headers.get("Last-Event-ID"))
-        raw_modes = request.args.getlist("stream_mode")
+        raw_modes = [m for m in request.args.getlist("stream_mode") if m]
         modes = schema.stream_modes(raw_modes, "stream_mode") if raw_modes else None
         cancel = schema.flag(request.args.get("cancel_on_disconnect"), "cancel_on_disconnect")
         last = await sup.last_seq(run_id)
         if after is not None and after >= last:
             if run.status.terminal:
                 # The client has the whole log, end included; 204 stops an EventSource.
-                return located(Response(status=204), run)
+                return located(Response(b"", status=204), run)
             after = last  # beyond the end of a live run: tail it from here
         return sse_response(
             sup,
