@@ -10,7 +10,9 @@ nox.options.error_on_missing_interpreters = False
 
 PYTHON = "3.11"
 SOURCES = ["src", "tests", "noxfile.py"]
-FLAKE8_ASYNC = "ASYNC100,ASYNC101,ASYNC102,ASYNC103,ASYNC104,ASYNC105,ASYNC106,ASYNC112,ASYNC113,ASYNC115,ASYNC116,ASYNC119,ASYNC120"
+FLAKE8_ASYNC = ",".join(
+    f"ASYNC{n}" for n in (100, 101, 102, 103, 104, 105, 106, 112, 113, 115, 116, 119, 120)
+)
 
 
 @nox.session(python=PYTHON)
