@@ -1,0 +1,80 @@
+"""Configuration: file < environment < flags, and one clear line for a bad key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runyard.config import ConfigError, Settings, load
+
+
+def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load(env={})
+    assert (s.host, s.port, s.durability) == ("127.0.0.1", 2024, "events")
+    assert s.db == "./.runyard/runyard.sqlite3"
+    assert s.registry().names() == ["echo", "emitter", "failing", "sleepy", "typewriter"]
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    file = tmp_path / "runyard.toml"
+    file.write_text('port = 3000\ngrace = 2.5\n[agents]\nshout = "runyard.demo:echo"\n')
+    s = load(str(file), env={"RUNYARD_PORT": "3001", "RUNYARD_HEARTBEAT": "1"})
+    assert (s.port, s.grace, s.heartbeat) == (3001, 2.5, 1.0)
+    assert "shout" in s.registry().names()
+    s = load(str(file), env={"RUNYARD_PORT": "3001"}, overrides={"port": 3002})
+    assert s.port == 3002
+
+
+def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
+    file = tmp_path / "pyproject.toml"
+    file.write_text('[project]\nname = "x"\n[tool.runyard]\ndurability = "final"\n')
+    assert load(str(file), env={}).durability == "final"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("port = 'high'\n", {}, "port: 'high' is not a valid whole number"),
+        ("colour = 1\n", {}, "colour: unknown setting"),
+        ("durability = 'sometimes'\n", {}, "durability: 'sometimes' is not one of events, final"),
+        ("", {"RUNYARD_GRACE": "-3"}, "grace: '-3' is not a valid number >= 0"),
+        ("port = [\n", {}, "is not valid TOML"),
+        ("[agents]\nx = 'nowhere.at.all:thing'\n", {}, "agents.x: agent 'nowhere.at.all:thing'"),
+    ],
+)
+def test_a_bad_value_names_its_key(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    file = tmp_path / "runyard.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load(str(file), env=env).registry()
+
+
+def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
+    good = subprocess.run(
+        [sys.executable, "-m", "runyard.cli", "serve", "--check", "--db", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert good.returncode == 0
+    assert "configuration is valid (5 agents)" in good.stdout
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text("port = -5\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "runyard.cli", "serve", "--check", "--config", str(bad_file)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "runyard: configuration error: port: -5 is not a TCP port"
+
+
+def test_settings_are_plain_data() -> None:
+    assert Settings().grace == 10.0
