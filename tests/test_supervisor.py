@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import trio.testing
 
 from runyard.agents import Agent, RunContext
 from runyard.demo import demo_registry
-from runyard.errors import Conflict, NotFound, ShuttingDown
+from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
 from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, ThreadStatus
 from runyard.store import SQLiteStore
 from runyard.supervisor import EngineSettings, RunRequest, Supervisor
@@ -433,3 +434,93 @@ async def test_group_commit_batches_events_of_many_runs(supervisor: Supervisor) 
         assert (await supervisor.wait_run(h.run_id)).status is RunStatus.SUCCESS
     # 20 runs x (metadata + 200 custom + values + end) events, far fewer transactions.
     assert supervisor.writer.transactions < 20 * 203 / 4
+
+
+class _FinalWritesFail(SQLiteStore):
+    """A store whose final-state transactions fail, as on a full disk."""
+
+    async def commit(self, events: Any, finals: Any = ()) -> None:
+        if finals:
+            raise StoreError("database write failed: database or disk is full")
+        await super().commit(events, finals)
+
+
+async def test_a_failed_final_write_ends_the_stream_with_error_details(
+    db_path: str, nursery: trio.Nursery
+) -> None:
+    store = _FinalWritesFail(db_path)
+    await store.open()
+    sup = Supervisor(store, demo_registry())
+    await nursery.start(sup.serve)
+    handle = await sup.create_run(RunRequest("emitter", {"n": 3}))
+    events = await collect(sup, handle.run_id)
+    assert_gapless(events)
+    assert events[-1].value() == {
+        "run_id": handle.run_id,
+        "status": "success",
+        "error_details": "the final state could not be persisted",
+    }
+    # In memory the run is over; the store still says running, for recovery to repair.
+    run = await sup.wait_run(handle.run_id)
+    assert run.status is RunStatus.SUCCESS
+    assert handle.persist_error is not None
+    stored = await store.get_run(handle.run_id)
+    assert stored is not None
+    assert stored.status is RunStatus.RUNNING
+    # The supervisor stays healthy for the next run.
+    nxt = await sup.create_run(RunRequest("echo", {"ok": 1}))
+    assert (await sup.wait_run(nxt.run_id)).output == {"ok": 1}
+    await sup.shutdown(0)
+    await store.aclose()
+
+
+async def test_finished_runs_leave_memory_after_retention_but_stay_readable(
+    autojump_clock: trio.testing.MockClock, store: SQLiteStore, nursery: trio.Nursery
+) -> None:
+    sup = Supervisor(
+        store, demo_registry(), EngineSettings(cleanup_deadline=math.inf, retention=30)
+    )
+    await nursery.start(sup.serve)
+    handle = await sup.create_run(RunRequest("echo", {"v": 1}))
+    await sup.wait_run(handle.run_id)
+    assert sup.get_handle(handle.run_id) is handle
+    await trio.sleep(31)
+    assert sup.get_handle(handle.run_id) is None
+    assert sup.bus.get(handle.run_id) is None
+    run = await sup.get_run(handle.run_id)
+    assert (run.status, run.output) == (RunStatus.SUCCESS, {"v": 1})
+    assert_gapless(await collect(sup, handle.run_id))
+    await sup.shutdown(0)
+
+
+class _EventWriteFailsOnce(SQLiteStore):
+    """A store that fails one event batch (an I/O error), then recovers."""
+
+    failed = False
+
+    async def commit(self, events: Any, finals: Any = ()) -> None:
+        if events and not finals and not self.failed and len(events) < 1000:
+            if any(e.event == "custom" for e in events):
+                self.failed = True
+                raise StoreError("database write failed: disk I/O error")
+        await super().commit(events, finals)
+
+
+async def test_events_that_could_not_be_stored_fail_the_run_without_a_gap(
+    db_path: str, nursery: trio.Nursery
+) -> None:
+    store = _EventWriteFailsOnce(db_path)
+    await store.open()
+    sup = Supervisor(store, demo_registry())
+    await nursery.start(sup.serve)
+    handle = await sup.create_run(RunRequest("emitter", {"n": 500, "delay": 0.001}))
+    run = await sup.wait_run(handle.run_id)
+    assert store.failed
+    assert run.status is RunStatus.ERROR
+    assert run.error is not None
+    assert run.error.error == "StoreError"
+    stored = await stored_events(store, handle.run_id)
+    assert_gapless(stored)
+    assert stored[-2].event == "error"
+    await sup.shutdown(0)
+    await store.aclose()

@@ -171,21 +171,27 @@ class CommitWriter:
             self._room = trio.Event()
 
     def _fail(self, batch: list[_Op], exc: StoreError) -> None:
+        finals = {op.log: op for op in batch if isinstance(op, _Final)}
+        ending: dict[RunLog, list[Event]] = defaultdict(list)
         for op in batch:
-            if isinstance(op, tuple):
-                run_log, ev = op
-                first_loss = run_log.run_id not in self._lost
-                self._lost[run_log.run_id].append(ev)
-                if first_loss:
-                    self.on_lost(run_log.run_id)
+            if not isinstance(op, tuple):
                 continue
+            run_log, ev = op
+            if run_log in finals:
+                ending[run_log].append(ev)  # published below, before its end
+                continue
+            first_loss = run_log.run_id not in self._lost
+            self._lost[run_log.run_id].append(ev)
+            if first_loss:
+                self.on_lost(run_log.run_id)
+        for run_log, final in finals.items():
             # The final state did not land: still end every stream, and say why.
-            evs = op.state.events
+            evs = sorted(ending[run_log] + final.state.events, key=lambda e: e.seq)
             if evs and evs[-1].event == "end":
                 data = evs[-1].value()
                 data["error_details"] = "the final state could not be persisted"
-                evs = [*evs[:-1], Event.make(evs[-1].run_id, evs[-1].seq, "end", data)]
-            op.log.publish([e for e in evs if e.seq > op.log.published])
-            op.error = StoreError("the final state could not be persisted")
-            op.error.__cause__ = exc
-            op.done.set()
+                evs[-1] = Event.make(evs[-1].run_id, evs[-1].seq, "end", data)
+            run_log.publish([e for e in evs if e.seq > run_log.published])
+            final.error = StoreError("the final state could not be persisted")
+            final.error.__cause__ = exc
+            final.done.set()
