@@ -499,10 +499,10 @@ class _EventWriteFailsOnce(SQLiteStore):
     failed = False
 
     async def commit(self, events: Any, finals: Any = ()) -> None:
-        if events and not finals and not self.failed and len(events) < 1000:
-            if any(e.event == "custom" for e in events):
-                self.failed = True
-                raise StoreError("database write failed: disk I/O error")
+        customs = any(e.event == "custom" for e in events)
+        if customs and not finals and not self.failed:
+            self.failed = True
+            raise StoreError("database write failed: disk I/O error")
         await super().commit(events, finals)
 
 
