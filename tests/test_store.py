@@ -92,3 +92,21 @@ async def test_a_lock_held_for_two_seconds_is_ridden_out(
     assert stored.status is RunStatus.SUCCESS
     assert_gapless(await stored_events(store, handle.run_id))
     await sup.shutdown(0)
+
+
+async def test_purge_deletes_old_finished_runs_in_batches_and_keeps_the_rest(
+    store: SQLiteStore, nursery: trio.Nursery
+) -> None:
+    sup = Supervisor(store, demo_registry())
+    await nursery.start(sup.serve)
+    done = [await sup.create_run(RunRequest("emitter", {"n": 3})) for _ in range(7)]
+    for h in done:
+        await sup.wait_run(h.run_id)
+    live = await sup.create_run(RunRequest("sleepy", {"delay": 60}))
+    cutoff = time.time() + 1
+    assert await store.purge(cutoff, batch=3) == 7
+    for h in done:
+        assert await store.get_run(h.run_id) is None
+        assert await stored_events(store, h.run_id) == []
+    assert await store.get_run(live.run_id) is not None
+    await sup.shutdown(0)

@@ -34,6 +34,7 @@ class Settings:
     cleanup_deadline: float = 5.0  # seconds a run's cleanup may take to persist its state
     heartbeat: float = 15.0  # seconds between heartbeat comments on an idle stream
     retention: float = 60.0  # seconds a finished run stays in memory
+    data_retention: float = 0.0  # seconds finished runs stay in the database; 0: forever
     http_graceful_timeout: float = 3.0  # seconds hypercorn waits for requests after the drain
     max_body: int = 1024 * 1024  # bytes
     demo_agents: bool = True

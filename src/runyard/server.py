@@ -73,7 +73,7 @@ async def serve(
 ) -> None:
     """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
     registry = settings.registry()
-    store = SQLiteStore(settings.db)
+    store = SQLiteStore(settings.db, exclusive=True)
     await store.open()
     try:
         async with trio.open_nursery() as root:
@@ -84,6 +84,7 @@ async def serve(
                     durable=settings.durability == "events",
                     cleanup_deadline=settings.cleanup_deadline,
                     retention=settings.retention,
+                    data_retention=settings.data_retention or None,
                 ),
             )
             await root.start(supervisor.serve)

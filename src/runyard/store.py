@@ -12,6 +12,7 @@ here with a bounded back-off instead of failing half way.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 import trio
+import trio.lowlevel
 
 from .errors import StoreError, StoreUnusable
 from .model import (
@@ -88,6 +90,7 @@ class Store(Protocol):
     async def mark_running(self, run_id: str, at: float) -> None: ...
     async def unfinished_runs(self) -> list[Run]: ...
     async def delete_run(self, run_id: str) -> None: ...
+    async def purge(self, before: float, *, batch: int = 200) -> int: ...
 
     async def read_events(self, run_id: str, after_seq: int, limit: int) -> list[Event]: ...
     async def last_seq(self, run_id: str) -> int: ...
@@ -192,9 +195,11 @@ def _event_rows(events: Iterable[Event]) -> list[tuple[str, int, str, str]]:
 class SQLiteStore:
     """The embedded default :class:`Store`: one SQLite file in WAL mode."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", exclusive: bool = False) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._exclusive = exclusive  # hold PATH.lock: one server process per database
+        self._lock_file: int | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
@@ -210,6 +215,8 @@ class SQLiteStore:
     def _open_sync(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
+        if self._exclusive:
+            self._take_lock()
         try:
             writer = _connect(self.path)
             writer.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -228,6 +235,22 @@ class SQLiteStore:
                 f"{self.path} is not a usable runyard database ({exc.__class__.__name__});"
                 " it was left untouched"
             ) from exc
+
+    def _take_lock(self) -> None:
+        """Own ``PATH.lock`` for this process's lifetime; the OS frees it if we die."""
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreUnusable(
+                f"{self.path} is in use by another runyard process (pid {holder});"
+                " stop it first or use another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_file = fd
 
     def _migrate_sync(self) -> None:
         conn = self._conn()
@@ -271,6 +294,9 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
         self._reader = self._writer = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # releases the flock
+            self._lock_file = None
 
     def _conn(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -487,6 +513,36 @@ class SQLiteStore:
             c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
         await self._write(delete)
+
+    async def purge(self, before: float, *, batch: int = 200) -> int:
+        """Delete finished runs last updated before ``before``, and their events.
+
+        Works in small transactions, so writers are never held up for long.
+        Returns how many runs were deleted.
+        """
+
+        def one_batch(c: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in c.execute(
+                    "SELECT run_id FROM runs WHERE status NOT IN ('pending', 'running')"
+                    " AND updated_at < ? LIMIT ?",
+                    (before, batch),
+                )
+            ]
+            marks = ",".join("?" * len(ids))
+            if ids:
+                c.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
+                c.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
+            return len(ids)
+
+        total = 0
+        while True:
+            deleted = await self._write(one_batch)
+            total += deleted
+            if deleted < batch:
+                return total
+            await trio.lowlevel.checkpoint()  # let queued writers in between batches
 
     # -- events ---------------------------------------------------------------
 

@@ -58,6 +58,8 @@ DEFAULT_CLEANUP_DEADLINE = 5.0
 DEFAULT_RETENTION = 60.0
 # How long shutdown lets runs finish on their own before cancelling them.
 DEFAULT_GRACE = 10.0
+# How often old runs are purged from the store, when a data retention is set.
+DEFAULT_PURGE_INTERVAL = 300.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class EngineSettings:
     durable: bool = True  # commit each event before publishing it
     cleanup_deadline: float = DEFAULT_CLEANUP_DEADLINE
     retention: float = DEFAULT_RETENTION
+    data_retention: float | None = None  # seconds finished runs stay in the store; None: forever
+    purge_interval: float = DEFAULT_PURGE_INTERVAL
 
 
 @dataclasses.dataclass(slots=True)
@@ -169,6 +173,8 @@ class Supervisor:
                 async with trio.open_nursery() as runs:
                     self._nursery = runs
                     await self._recover()
+                    if self.settings.data_retention is not None:
+                        runs.start_soon(self._purge_forever, self.settings.data_retention)
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
@@ -196,12 +202,29 @@ class Supervisor:
             self._grace_scope.cancel()
             await self.wait_idle()
             return
+        began = trio.current_time()
         with trio.move_on_after(grace) as self._grace_scope:
             await self.wait_idle()
+        log.info(
+            "shutdown.grace_over",
+            extra={"seconds": round(trio.current_time() - began, 3), "live_runs": self._live},
+        )
+        cancelled = 0
         for handle in list(self._runs.values()):
-            handle.cancel(CancelReason.SHUTDOWN)
+            if not handle.finished.is_set():
+                handle.cancel(CancelReason.SHUTDOWN)
+                cancelled += 1
+        step = trio.current_time()
         with trio.move_on_after(self.settings.cleanup_deadline + 1.0):
             await self.wait_idle()
+        log.info(
+            "shutdown.cleanups_done",
+            extra={
+                "seconds": round(trio.current_time() - step, 3),
+                "cancelled": cancelled,
+                "unfinished": self._live,
+            },
+        )
         self._stop.set()
 
     def hurry(self) -> None:
@@ -571,6 +594,13 @@ class Supervisor:
         if handle is not None and not handle.finished.is_set():
             handle.store_failed = True
             handle.scope.cancel()
+
+    async def _purge_forever(self, keep: float) -> None:
+        while True:
+            deleted = await self.store.purge(now() - keep)
+            if deleted:
+                log.info("store.purged", extra={"runs": deleted})
+            await trio.sleep(self.settings.purge_interval)
 
     # -- recovery -------------------------------------------------------------------
 
