@@ -418,3 +418,24 @@ async def test_new_runs_are_refused_with_503_once_shutdown_begins(
     # Reads keep working while the grace period runs.
     read = await client.get(f"/threads/{run['thread_id']}/runs/{run['run_id']}")
     assert read.status_code == 200
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(
+    settings: Any, nursery: trio.Nursery
+) -> None:
+    from runyard.server import serve
+
+    settings.keep_alive_timeout = 0.3
+    server: Server = await nursery.start(serve, settings)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    await stream.send_all(b"GET /ok HTTP/1.1\r\nHost: runyard\r\n\r\n")
+    received = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some():
+            received += chunk
+    # The server answered, then closed the idle connection by itself.
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.endswith(b'{"ok":true}\n')
+    await stream.aclose()
+    server.request_stop()
+    await server.stopped.wait()

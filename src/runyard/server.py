@@ -39,6 +39,8 @@ log = logging.getLogger("runyard.server")
 
 # Slack on top of the configured bounds, for the steps that have none of their own.
 SHUTDOWN_SLACK = 2.0
+# How long the last write of a response may hold out against a cancellation.
+LAST_SEND_DEADLINE = 2.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -128,10 +130,14 @@ async def _drain(server: Server, http: _Http) -> None:
 class _Http:
     """hypercorn inside a cancel scope of ours, and a count of requests in flight.
 
-    hypercorn, told to stop, waits up to its ``graceful_timeout`` for open
-    connections, and an idle keep-alive connection holds it that long (its
-    idle task is not reliably woken by the shutdown). Once no request is in
-    flight we cancel it instead: an idle connection has nothing to lose.
+    Why the last body message is sent shielded: hypercorn restarts a keep-alive
+    connection's idle-timeout task from inside that send, and quart-trio
+    cancels the request's nursery right after it; the cancellation caught the
+    task as it started, so no idle task was left to close the connection,
+    neither at ``keep_alive_timeout`` nor at shutdown (hypercorn then waited
+    its whole ``graceful_timeout``). As a second line, once no request is in
+    flight after the drain, hypercorn is cancelled outright: an idle
+    connection has nothing to lose.
     """
 
     def __init__(self, app: Any) -> None:
@@ -150,8 +156,17 @@ class _Http:
         self._in_flight += 1
         if self._quiet.is_set():
             self._quiet = trio.Event()
+
+        async def send_last_shielded(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.CancelScope(shield=True) as shield:
+                    shield.deadline = trio.current_time() + LAST_SEND_DEADLINE
+                    await send(message)
+                return
+            await send(message)
+
         try:
-            await self._app(scope, receive, send)
+            await self._app(scope, receive, send_last_shielded)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -187,7 +202,7 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.graceful_timeout = settings.http_graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("runyard.hypercorn")
-    config.keep_alive_timeout = 5.0
+    config.keep_alive_timeout = settings.keep_alive_timeout
     return config
 
 
