@@ -154,6 +154,7 @@ class Supervisor:
         self._stop = trio.Event()
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self.writer_scope: trio.CancelScope | None = None
         self.loop: trio_asyncio.TrioEventLoop | None = None
 
     # -- lifetime ---------------------------------------------------------------
@@ -167,8 +168,8 @@ class Supervisor:
         """
         async with trio_asyncio.open_loop() as loop, trio.open_nursery() as outer:
             self.loop = loop
-            writer_scope = trio.CancelScope(shield=True)
-            outer.start_soon(self._serve_writer, writer_scope)
+            writer_scope = self.writer_scope = trio.CancelScope(shield=True)
+            outer.start_soon(self._serve_writer, writer_scope, name="commit writer")
             try:
                 async with trio.open_nursery() as runs:
                     self._nursery = runs
@@ -412,13 +413,29 @@ class Supervisor:
             await handle.finished.wait()
         return handle.run
 
-    async def wait_run(self, run_id: str, *, thread_id: str | None = None, owner: str = "") -> Run:
-        """Wait (without polling) until the run is terminal; return its final row."""
+    async def wait_run(
+        self,
+        run_id: str,
+        *,
+        thread_id: str | None = None,
+        owner: str = "",
+        cancel_on_exit: CancelReason | None = None,
+    ) -> Run:
+        """Wait (without polling) until the run is terminal; return its final row.
+
+        With ``cancel_on_exit``, a waiter that leaves early (it is cancelled:
+        its client disconnected) cancels the run with that reason. That cancel
+        does not block; the run persists its own final state.
+        """
         run = await self.get_run(run_id, thread_id=thread_id, owner=owner)
         handle = self._runs.get(run_id)
         if handle is None:
             return run
-        await handle.finished.wait()
+        try:
+            await handle.finished.wait()
+        finally:
+            if cancel_on_exit is not None and not handle.finished.is_set():
+                handle.cancel(cancel_on_exit)
         return handle.run
 
     async def delete_run(

@@ -216,12 +216,12 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
 
     async def wait(thread_id: str | None) -> Response:
         handle, cancel = await start(thread_id, streaming=True)
-        try:
-            run = await sup.wait_run(handle.run_id, owner=owner())
-        finally:
-            if cancel and not handle.finished.is_set():
-                # The client left (quart-trio cancelled us): the run goes too.
-                handle.cancel(CancelReason.DISCONNECT)
+        # If the client leaves, quart-trio cancels this handler; the run goes too.
+        run = await sup.wait_run(
+            handle.run_id,
+            owner=owner(),
+            cancel_on_exit=CancelReason.DISCONNECT if cancel else None,
+        )
         return located(jsonify(final_body(run)), run, join=True)
 
     @route("/threads/<thread_id>/runs", "POST", summary="Start a run in the background")

@@ -45,6 +45,44 @@ def run_paths(run: Run, modes: list[str] | None = None) -> tuple[str, str]:
     return base, f"{base}/stream" + ("?" + query[1:] if query else "")
 
 
+async def frames(
+    supervisor: Supervisor,
+    run_id: str,
+    subscription: Subscription,
+    *,
+    modes: list[str] | None,
+    cancel_on_disconnect: bool,
+    heartbeat: float,
+) -> AsyncIterator[bytes]:
+    """The bytes of a run stream: batches of frames, heartbeats when idle.
+
+    When the consumer goes away before ``end`` (quart-trio cancels the
+    request, or closes this generator), the ``finally`` block detaches the
+    subscription and, with ``cancel_on_disconnect``, cancels the run without
+    blocking.
+    """
+    names = wanted_events(modes)
+    try:
+        while True:
+            with trio.move_on_after(heartbeat) as idle:
+                batch = await subscription.next()
+            if idle.cancelled_caught:
+                yield HEARTBEAT
+                continue
+            if batch is None:
+                return
+            chunk = b"".join(e.frame for e in batch if _passes(e, names))
+            if chunk:
+                yield chunk
+    finally:
+        ended = subscription.done
+        subscription.close()
+        if cancel_on_disconnect and not ended:
+            handle = supervisor.get_handle(run_id)
+            if handle is not None:
+                handle.cancel(CancelReason.DISCONNECT)
+
+
 def sse_response(
     supervisor: Supervisor,
     run: Run,
@@ -54,32 +92,17 @@ def sse_response(
     cancel_on_disconnect: bool,
     heartbeat: float,
 ) -> Response:
-    names = wanted_events(modes)
-
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                with trio.move_on_after(heartbeat) as idle:
-                    batch = await subscription.next()
-                if idle.cancelled_caught:
-                    yield HEARTBEAT
-                    continue
-                if batch is None:
-                    return
-                chunk = b"".join(e.frame for e in batch if _passes(e, names))
-                if chunk:
-                    yield chunk
-        finally:
-            ended = subscription.done
-            subscription.close()
-            if cancel_on_disconnect and not ended:
-                handle = supervisor.get_handle(run.run_id)
-                if handle is not None:
-                    handle.cancel(CancelReason.DISCONNECT)
-
+    body = frames(
+        supervisor,
+        run.run_id,
+        subscription,
+        modes=modes,
+        cancel_on_disconnect=cancel_on_disconnect,
+        heartbeat=heartbeat,
+    )
     content_location, location = run_paths(run, modes)
     response = Response(
-        frames(),
+        body,
         status=200,
         headers={
             "Content-Type": "text/event-stream",
