@@ -97,10 +97,10 @@ def explore(scenario: Scenario, target: str, seeds: list[int]) -> int:
     """Inject at every step of ``target`` for each seed; return the injections made."""
     only = os.environ.get("RUNYARD_CHAOS_ONLY")
     if only:
-        name, at, seed = only.split(":")
+        name, only_at, only_seed = only.split(":")
         if name != target:
             return 0
-        return int(run_trial(scenario, target, int(at), int(seed)).fired)
+        return int(run_trial(scenario, target, int(only_at), int(only_seed)).fired)
     injections = 0
     for seed in seeds:
         at = 0

@@ -22,7 +22,7 @@ import trio
 from runyard.agents import Agent, AgentRegistry, RunContext
 from runyard.http.sse import frames
 from runyard.model import CancelReason, Event, MultitaskStrategy, RunStatus
-from runyard.store import SQLiteStore
+from runyard.store import SQLiteStore, Store
 from runyard.supervisor import EngineSettings, RunRequest, Supervisor
 
 from ..helpers import assert_gapless, parse_frames
@@ -81,14 +81,14 @@ def _agents(trial: Trial) -> AgentRegistry:
 @contextlib.asynccontextmanager
 async def _system(
     trial: Trial, *, cleanup_deadline: float = CLEANUP_DEADLINE
-) -> AsyncIterator[tuple[Supervisor, SQLiteStore, trio.Nursery]]:
+) -> AsyncIterator[tuple[Supervisor, trio.Nursery]]:
     store = SQLiteStore(trial.db_path)
     await store.open()
     sup = Supervisor(store, _agents(trial), EngineSettings(cleanup_deadline=cleanup_deadline))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.serve)
-            yield sup, store, nursery
+            yield sup, nursery
             await sup.shutdown(grace=0)
     finally:
         await store.aclose()
@@ -106,7 +106,7 @@ async def _reopened(trial: Trial) -> AsyncIterator[SQLiteStore]:
         await store.aclose()
 
 
-async def _check_run(store: SQLiteStore, run_id: str, observed: list[Event] = ()) -> Any:  # type: ignore[assignment]
+async def _check_run(store: Store, run_id: str, observed: list[Event] = ()) -> Any:  # type: ignore[assignment]
     """One terminal row, a complete log that agrees with it, observed ⊆ stored."""
     run = await store.get_run(run_id)
     assert run is not None, "the run has a row"
@@ -135,7 +135,7 @@ def _customs(log: list[Event]) -> list[int]:
 
 def _run_task_scenario(agent_name: str) -> Any:
     async def scenario(trial: Trial) -> None:
-        async with _system(trial) as (sup, store, nursery):
+        async with _system(trial) as (sup, nursery):
             handle = await sup.create_run(RunRequest(agent_name))
             trial.is_target = lambda task: task.name == f"run {handle.run_id}"
 
@@ -151,7 +151,8 @@ def _run_task_scenario(agent_name: str) -> Any:
         async with _reopened(trial) as disk:
             run = await _check_run(disk, handle.run_id, observed)
             log = await disk.read_events(handle.run_id, -1, 1000)
-        assert observed and observed[-1].event == "end", "the subscriber got end"
+        assert observed, "the subscriber got events"
+        assert observed[-1].event == "end", "the subscriber got end"
         ks = _customs(log)
         assert ks == list(range(len(ks))), "the log holds a prefix of the emits"
         if not trial.fired or trial.notes.get("result_at_fire"):
@@ -167,7 +168,7 @@ def _run_task_scenario(agent_name: str) -> Any:
 
 
 async def _sse_scenario(trial: Trial) -> None:
-    async with _system(trial) as (sup, store, nursery):
+    async with _system(trial) as (sup, nursery):
         handle = await sup.create_run(RunRequest("steps_trio"))
         received: list[bytes] = []
         scope = trio.CancelScope()
@@ -206,7 +207,7 @@ async def _sse_scenario(trial: Trial) -> None:
 
 
 async def _wait_scenario(trial: Trial) -> None:
-    async with _system(trial) as (sup, store, nursery):
+    async with _system(trial) as (sup, nursery):
         handle = await sup.create_run(RunRequest("steps_trio"))
         scope = trio.CancelScope()
         answered: list[Any] = []
@@ -230,7 +231,7 @@ async def _wait_scenario(trial: Trial) -> None:
 
 
 async def _interrupt_scenario(trial: Trial) -> None:
-    async with _system(trial) as (sup, store, nursery):
+    async with _system(trial) as (sup, _):
         old = await sup.create_run(RunRequest("looping"))
         seen = sup.subscribe(old.run_id)
         while seen.last_seq < 2:  # it is running and has emitted
@@ -277,7 +278,7 @@ async def _interrupt_scenario(trial: Trial) -> None:
 
 
 async def _shutdown_scenario(trial: Trial) -> None:
-    async with _system(trial) as (sup, store, nursery):
+    async with _system(trial) as (sup, nursery):
         handles = [
             await sup.create_run(RunRequest("steps_trio")),
             await sup.create_run(RunRequest("looping")),
@@ -303,7 +304,7 @@ async def _shutdown_scenario(trial: Trial) -> None:
 
 async def _writer_scenario(trial: Trial) -> None:
     observed: dict[str, list[Event]] = {}
-    async with _system(trial, cleanup_deadline=0.3) as (sup, store, nursery):
+    async with _system(trial, cleanup_deadline=0.3) as (sup, _):
         handles = [await sup.create_run(RunRequest("steps_trio")) for _ in range(2)]
         trial.is_target = lambda task: task.name == "commit writer"
         assert sup.writer_scope is not None
@@ -320,11 +321,11 @@ async def _writer_scenario(trial: Trial) -> None:
         if not trial.fired:
             assert not sup.writer._queue, "nothing left queued when the database closes"
     # A restart settles whatever the dead writer left; then every invariant holds.
-    async with _system(trial) as (sup2, store2, _):
+    async with _system(trial) as (sup2, _):
         for h in handles:
             await sup2.wait_run(h.run_id)
         for h in handles:
-            await _check_run(store2, h.run_id, observed[h.run_id])
+            await _check_run(sup2.store, h.run_id, observed[h.run_id])
 
 
 # -- the tests ------------------------------------------------------------------

@@ -10,7 +10,7 @@ non-blocking cancel; the run persists its own final state).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import trio
 from quart import Response
@@ -53,7 +53,7 @@ async def frames(
     modes: list[str] | None,
     cancel_on_disconnect: bool,
     heartbeat: float,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The bytes of a run stream: batches of frames, heartbeats when idle.
 
     When the consumer goes away before ``end`` (quart-trio cancels the
