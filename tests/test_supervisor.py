@@ -17,7 +17,7 @@ from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, Threa
 from runyard.store import SQLiteStore
 from runyard.supervisor import EngineSettings, RunRequest, Supervisor
 
-from .helpers import assert_gapless, collect, stored_events
+from .helpers import assert_gapless, collect, freeze, stored_events
 
 pytestmark = pytest.mark.trio
 
@@ -389,9 +389,7 @@ async def test_restart_closes_running_runs_and_restarts_pending_ones(
             assert batch is not None
             seen += [e.seq for e in batch]
         # Freeze the rows as a kill -9 would leave them: close the store under the runs.
-        store.closed = True
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(store._close_sync)
+        await freeze(store)
         first.cancel_scope.cancel()
 
     restarted = SQLiteStore(db_path)
