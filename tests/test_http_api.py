@@ -151,18 +151,20 @@ async def test_last_event_id_at_or_beyond_the_end_of_a_finished_run_is_204(
     assert [f.event for f in parse_frames(response.text)[0]] == ["end"]
 
 
-async def test_last_event_id_beyond_the_end_of_a_live_run_tails_it(
+async def test_last_event_id_beyond_the_end_of_a_live_run_sends_only_later_ids(
     client: httpx.AsyncClient,
 ) -> None:
-    run = await _background(client, {"assistant_id": "sleepy", "input": {"delay": 0.3}})
+    run = await _background(client, {"assistant_id": "emitter", "input": {"n": 30, "delay": 0.01}})
     path = f"/threads/{run['thread_id']}/runs/{run['run_id']}/stream"
-    async with client.stream("GET", path) as response:
-        async for line in response.aiter_lines():
-            if line == "id: 0":  # metadata is out: the log's end is now id 0
-                break
-    async with client.stream("GET", path, headers={"Last-Event-ID": "500"}) as response:
+    async with client.stream("GET", path, headers={"Last-Event-ID": "25"}) as response:
         frames = await read_stream(response)
-    assert [f.event for f in frames] == ["values", "end"]
+    # Only ids > 25, as they came; then the end (id 32).
+    assert [f.id for f in frames] == list(range(26, 33))
+    async with client.stream("GET", path, headers={"Last-Event-ID": "500"}) as response:
+        text = "".join([t async for t in response.aiter_text()])
+    # Nothing after 500 ever came: the stream closed when the run had ended, sending nothing.
+    assert response.status_code in (200, 204)
+    assert parse_frames(text)[0] == []
 
 
 async def test_join_stream_honours_stream_mode(client: httpx.AsyncClient) -> None:

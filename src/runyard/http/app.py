@@ -280,12 +280,10 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         raw_modes = [m for m in request.args.getlist("stream_mode") if m]
         modes = schema.stream_modes(raw_modes, "stream_mode") if raw_modes else None
         cancel = schema.flag(request.args.get("cancel_on_disconnect"), "cancel_on_disconnect")
-        last = await sup.last_seq(run_id)
-        if after is not None and after >= last:
-            if run.status.terminal:
-                # The client has the whole log, end included; 204 stops an EventSource.
-                return located(Response(b"", status=204), run)
-            after = last  # beyond the end of a live run: tail it from here
+        if after is not None and run.status.terminal and after >= await sup.last_seq(run_id):
+            # The client has the whole log, end included; 204 stops an EventSource.
+            return located(Response(b"", status=204), run)
+        # Past the end of a live run, this waits for ids > after: never a duplicate.
         return sse_response(
             sup,
             run,
