@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -49,6 +50,9 @@ async def test_ok_info_and_an_openapi_document_of_the_real_routes(
     doc = (await client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
+        "/",
+        "/runs/feed",
+        "/runs/{run_id}",
         "/ok",
         "/info",
         "/openapi.json",
@@ -70,6 +74,7 @@ async def test_ok_info_and_an_openapi_document_of_the_real_routes(
         "/runs/wait",
     }
     assert set(doc["paths"]["/threads/{thread_id}/runs/{run_id}"]) == {"get", "delete"}
+    assert set(doc["paths"]["/runs"]) == {"get", "post"}
 
 
 async def test_stream_sends_the_contracts_headers_and_frames(client: httpx.AsyncClient) -> None:
@@ -441,3 +446,31 @@ async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(
     await stream.aclose()
     server.request_stop()
     await server.stopped.wait()
+
+
+async def test_runs_across_threads_by_id_and_the_live_feed(client: httpx.AsyncClient) -> None:
+    async with client.stream("GET", "/runs/feed") as feed:
+        lines = feed.aiter_lines()
+        assert await anext(lines) == "event: snapshot"
+        assert json.loads((await anext(lines))[len("data: ") :]) == []
+        run = await _background(client, {"assistant_id": "echo", "input": {"x": 1}})
+        statuses = []
+        while "success" not in statuses:
+            line = await anext(lines)
+            if line.startswith("data: "):
+                change = json.loads(line[len("data: ") :])
+                assert change["run_id"] == run["run_id"]
+                statuses.append(change["status"])
+    assert statuses == ["pending", "running", "success"]
+    by_id = (await client.get(f"/runs/{run['run_id']}")).json()
+    assert (by_id["thread_id"], by_id["status"]) == (run["thread_id"], "success")
+    listed = (await client.get("/runs", params={"status": "success"})).json()
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+    assert (await client.get("/runs/no-such-run")).status_code == 404
+
+
+async def test_the_dashboard_page_is_served(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "EventSource" in page.text

@@ -85,8 +85,16 @@ class Store(Protocol):
     async def create_run(self, run: Run) -> None: ...
     async def get_run(self, run_id: str) -> Run | None: ...
     async def list_runs(
-        self, thread_id: str, *, status: str | None, limit: int, offset: int
-    ) -> list[Run]: ...
+        self,
+        thread_id: str | None,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int,
+        owner: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first: of one thread, or of every thread when ``thread_id`` is None."""
+
     async def mark_running(self, run_id: str, at: float) -> None: ...
     async def unfinished_runs(self) -> list[Run]: ...
     async def delete_run(self, run_id: str) -> None: ...
@@ -476,12 +484,21 @@ class SQLiteStore:
         return await self._read(get)
 
     async def list_runs(
-        self, thread_id: str, *, status: str | None, limit: int, offset: int
+        self,
+        thread_id: str | None,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int,
+        owner: str | None = None,
     ) -> list[Run]:
-        where, args = "thread_id = ?", [thread_id]
-        if status is not None:
-            where += " AND status = ?"
-            args.append(status)
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("thread_id", thread_id), ("status", status), ("owner", owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = " AND ".join(clauses) or None
 
         def query(db: sqlite_utils.Database) -> list[Run]:
             rows = db.table("runs").rows_where(

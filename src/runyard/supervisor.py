@@ -58,6 +58,8 @@ DEFAULT_CLEANUP_DEADLINE = 5.0
 DEFAULT_RETENTION = 60.0
 # How long shutdown lets runs finish on their own before cancelling them.
 DEFAULT_GRACE = 10.0
+# Status changes a watcher (the dashboard's feed) may fall behind before it is dropped.
+WATCH_BUFFER = 1024
 # How often old runs are purged from the store, when a data retention is set.
 DEFAULT_PURGE_INTERVAL = 300.0
 
@@ -155,6 +157,7 @@ class Supervisor:
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.writer_scope: trio.CancelScope | None = None
+        self._watchers: set[trio.MemorySendChannel[Run]] = set()
         self.loop: trio_asyncio.TrioEventLoop | None = None
 
     # -- lifetime ---------------------------------------------------------------
@@ -226,6 +229,9 @@ class Supervisor:
                 "unfinished": self._live,
             },
         )
+        for send in self._watchers:
+            send.close()  # the dashboard feeds end with the runs
+        self._watchers.clear()
         self._stop.set()
 
     def hurry(self) -> None:
@@ -368,7 +374,27 @@ class Supervisor:
         self._live += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self._nursery.start_soon(self._run_task, handle, name=f"run {run.run_id}")
+        self._announce(run)
         return handle
+
+    def watch(self) -> trio.MemoryReceiveChannel[Run]:
+        """A channel of every run as its status changes (created, running, final).
+
+        A watcher that falls behind is dropped (its channel closes); it should
+        take a fresh list and watch again.
+        """
+        send, receive = trio.open_memory_channel[Run](WATCH_BUFFER)
+        self._watchers.add(send)
+        return receive
+
+    def _announce(self, run: Run) -> None:
+        snapshot = dataclasses.replace(run)
+        for send in list(self._watchers):
+            try:
+                send.send_nowait(snapshot)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                self._watchers.discard(send)
+                send.close()
 
     def get_handle(self, run_id: str) -> RunHandle | None:
         return self._runs.get(run_id)
@@ -382,15 +408,19 @@ class Supervisor:
 
     async def list_runs(
         self,
-        thread_id: str,
+        thread_id: str | None,
         *,
         status: str | None = None,
         limit: int = 10,
         offset: int = 0,
         owner: str = "",
     ) -> list[Run]:
-        await self.get_thread(thread_id, owner=owner)
-        runs = await self.store.list_runs(thread_id, status=status, limit=limit, offset=offset)
+        """Runs newest first, of one thread or (``thread_id`` None) of every thread."""
+        if thread_id is not None:
+            await self.get_thread(thread_id, owner=owner)
+        runs = await self.store.list_runs(
+            thread_id, status=status, limit=limit, offset=offset, owner=owner
+        )
         # Live runs are fresher in memory (the store lags a status change by a commit).
         return [self._runs[r.run_id].run if r.run_id in self._runs else r for r in runs]
 
@@ -541,6 +571,7 @@ class Supervisor:
         await self.store.mark_running(handle.run_id, ts)
         handle.run.status = RunStatus.RUNNING
         handle.run.updated_at = ts
+        self._announce(handle.run)
 
     async def _finalize(self, handle: RunHandle, outcome: _Outcome) -> None:
         """Persist the terminal state (once), publish the last events, wake waiters."""
@@ -590,6 +621,7 @@ class Supervisor:
             if self._live == 0:
                 self._idle.set()
             handle.finished.set()
+            self._announce(run)
             if delete:
                 self._forget(handle)
             log.info(

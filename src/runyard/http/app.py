@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio_asyncio
@@ -19,8 +20,9 @@ from ..errors import Invalid, NotFound, PayloadTooLarge
 from ..model import JSON, CancelReason, Run, RunStatus, run_to_json, thread_to_json
 from ..supervisor import RunHandle, Supervisor
 from . import errors, openapi, schema
-from .sse import run_paths, sse_response
+from .sse import feed_response, run_paths, sse_response
 
+STATIC = Path(__file__).resolve().parent.parent / "static"
 # Default cap on a request body; runs carry their input in it.
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_HEARTBEAT = 15.0
@@ -39,7 +41,7 @@ Handler = Callable[..., Awaitable[Any]]
 def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> Quart:
     """Build the app. The caller owns the supervisor's lifetime (see server.py)."""
     cfg = settings or HttpSettings()
-    app = QuartTrio("runyard")
+    app = QuartTrio("runyard", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body
     app.config["JSONIFY_PRETTYPRINT_REGULAR"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -99,6 +101,12 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     @route("/openapi.json", "GET", summary="This API as an OpenAPI 3.1 document")
     async def openapi_json() -> Response:
         return jsonify(openapi.document(app, __version__))
+
+    @route("/", "GET", summary="The live dashboard (HTML)")
+    async def dashboard() -> Response:
+        response = await app.send_static_file("index.html")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     # -- assistants -------------------------------------------------------------
 
@@ -248,8 +256,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     async def run_wait() -> Response:
         return await wait(None)
 
-    @route("/threads/<thread_id>/runs", "GET", summary="List a thread's runs, newest first")
-    async def run_list(thread_id: str) -> Response:
+    async def listed(thread_id: str | None) -> Response:
         limit, offset = schema.paging(request.args)
         status = request.args.get("status") or None
         if status is not None and status not in {s.value for s in RunStatus}:
@@ -258,6 +265,24 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
             thread_id, status=status, limit=limit, offset=offset, owner=owner()
         )
         return jsonify([run_to_json(r) for r in runs])
+
+    @route("/threads/<thread_id>/runs", "GET", summary="List a thread's runs, newest first")
+    async def run_list(thread_id: str) -> Response:
+        return await listed(thread_id)
+
+    @route("/runs", "GET", summary="List runs of every thread, newest first (runyard)")
+    async def run_list_all() -> Response:
+        return await listed(None)
+
+    @route("/runs/<run_id>", "GET", summary="Read a run by its id alone (runyard)")
+    async def run_get_by_id(run_id: str) -> Response:
+        return jsonify(run_to_json(await sup.get_run(run_id, owner=owner())))
+
+    @route("/runs/feed", "GET", summary="Live feed of run status changes, SSE (runyard)")
+    async def run_feed() -> Response:
+        limit, _ = schema.paging(request.args, default_limit=50)
+        return feed_response(sup, await sup.list_runs(None, limit=limit, owner=owner()),
+                             owner=owner(), heartbeat=cfg.heartbeat)  # fmt: skip
 
     @route("/threads/<thread_id>/runs/<run_id>", "GET", summary="Read a run")
     async def run_get(thread_id: str, run_id: str) -> Response:

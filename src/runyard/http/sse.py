@@ -16,7 +16,7 @@ import trio
 from quart import Response
 
 from ..events import Subscription
-from ..model import CancelReason, Event, Run
+from ..model import CancelReason, Event, Run, dumps, run_to_json
 from ..supervisor import Supervisor
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -113,4 +113,42 @@ def sse_response(
         },
     )
     response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a long stream
+    return response
+
+
+def feed_response(
+    supervisor: Supervisor, recent: list[Run], *, owner: str, heartbeat: float
+) -> Response:
+    """``snapshot`` (recent runs, newest first), then a ``run`` event per change.
+
+    Not resumable: a reconnecting client gets a fresh snapshot. A client too
+    slow for the feed is dropped and reconnects the same way.
+    """
+    changes = supervisor.watch()
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        with changes:
+            snapshot = [run_to_json(r) for r in recent]
+            yield f"event: snapshot\ndata: {dumps(snapshot)}\n\n".encode()
+            while True:
+                with trio.move_on_after(heartbeat) as idle:
+                    try:
+                        run = await changes.receive()
+                    except trio.EndOfChannel:
+                        return
+                if idle.cancelled_caught:
+                    yield HEARTBEAT
+                elif run.owner == owner:
+                    yield f"event: run\ndata: {dumps(run_to_json(run))}\n\n".encode()
+
+    response = Response(
+        body(),
+        status=200,
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        },
+    )
+    response.timeout = None
     return response
