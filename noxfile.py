@@ -45,3 +45,10 @@ def chaos(session: nox.Session) -> None:
     """The heavier cancellation-chaos tier (more seeds); CI runs the light one in `tests`."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/chaos", "-q", env={"RUNYARD_CHAOS_TIER": "heavy"})
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build docs/ into build/site with MkDocs; any warning is an error."""
+    session.install("mkdocs>=1.6")
+    session.run("mkdocs", "build", "--strict")

@@ -1,15 +1,17 @@
-# Sourced by the scripts/ one-worders: make ./.venv and install what it needs, once.
+# Sourced by the scripts/ one-worders: make .venv in the project and install
+# what it needs, once (again only when pyproject.toml changes). Leaves the
+# caller's working directory alone.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
     echo "runyard: creating .venv (first run only)" >&2
-    "$PY" -m venv .venv
+    "$PY" -m venv "$ROOT/.venv"
 fi
-stamp=.venv/.runyard-installed
-want="$(cat pyproject.toml | sha256sum | cut -c1-16) $1"
+stamp="$ROOT/.venv/.runyard-installed"
+want="$(sha256sum < "$ROOT/pyproject.toml" | cut -c1-16) $1"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "runyard: installing into .venv ($1)" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$1"
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
     echo "$want" > "$stamp"
 fi

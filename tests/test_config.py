@@ -78,3 +78,13 @@ def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
 
 def test_settings_are_plain_data() -> None:
     assert Settings().grace == 10.0
+
+
+def test_the_examples_folder_serves_its_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    monkeypatch.chdir(examples)
+    registry = load("runyard.toml", env={}).registry()
+    assert {"counter", "talker"} <= set(registry.names())
+    talker = registry.get("talker")
+    assert talker is not None
+    assert talker.asyncio

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, overload
 
@@ -122,7 +124,12 @@ def agent(
 
 
 def load_agent(spec: str, name: str | None = None) -> Agent:
-    """Import ``module:attribute``: an :class:`Agent` or a plain async function."""
+    """Import ``module:attribute``: an :class:`Agent` or a plain async function.
+
+    Modules are found from the working directory too, as with ``python -m``.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"agent {spec!r} must look like 'package.module:attribute'")

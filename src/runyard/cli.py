@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__
+from . import __version__, client_cli
 from .config import ConfigError, Settings, load
 from .errors import StoreUnusable
 
@@ -26,14 +26,22 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="runyard", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runyard", description="Run long-running agent runs detached from their clients."
+    )
     parser.add_argument("--version", action="version", version=f"runyard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    args = parser.parse_args(argv)
-    assert args.command == "serve"
-    return _serve(args)
+    client_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return client_cli.run_command(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
