@@ -74,3 +74,51 @@ async def freeze(store: SQLiteStore) -> None:
     with trio.CancelScope(shield=True):
         async with store._write_limiter, store._read_limiter:
             store._close_sync()
+
+
+class ThreadedServer:
+    """A real server in a trio loop on its own thread, for synchronous tests
+    (Hypothesis's ``@given`` runs each example outside the test's trio loop)."""
+
+    def __init__(self, settings: Any) -> None:
+        import threading
+
+        import trio
+
+        from runyard.server import Server, serve
+
+        self._ready = threading.Event()
+        self.server: Server | None = None
+        self.error: BaseException | None = None
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                self.server = await nursery.start(serve, settings)
+                self.token = trio.lowlevel.current_trio_token()
+                self._ready.set()
+
+        def run() -> None:
+            try:
+                trio.run(main)
+            except BaseException as exc:
+                self.error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self.error is not None:
+            raise self.error
+        self.url: str = self._started().url
+
+    def _started(self) -> Any:
+        if self.server is None:
+            raise AssertionError("the server did not start")
+        return self.server
+
+    def close(self) -> None:
+        import trio
+
+        assert self.server is not None
+        trio.from_thread.run_sync(self.server.request_stop, trio_token=self.token)
+        self._thread.join(60)

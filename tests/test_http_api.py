@@ -474,3 +474,17 @@ async def test_the_dashboard_page_is_served(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "EventSource" in page.text
+
+
+async def test_a_chosen_thread_id_must_be_url_and_header_safe(client: httpx.AsyncClient) -> None:
+    for bad in ("a b", "a/b", "line\nbreak", "x" * 129, ""):
+        response = await client.post("/threads", json={"thread_id": bad})
+        assert response.status_code in (200, 422), bad  # "" means: choose one for me
+        if bad:
+            assert "thread_id" in response.json()["detail"]
+    created = await client.post(
+        "/threads/bad%0Aid/runs/wait", json={"assistant_id": "echo", "if_not_exists": "create"}
+    )
+    assert created.status_code == 422
+    ok = await client.post("/threads", json={"thread_id": "team-a:run_1.v2"})
+    assert ok.status_code == 200

@@ -23,6 +23,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
     p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")
     p.add_argument("--no-demo-agents", action="store_true", help="serve only configured agents")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without tokens (anyone can use it)",
+    )
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
 
 
@@ -52,10 +57,12 @@ def _serve(args: argparse.Namespace) -> int:
         "durability": args.durability,
         "grace": args.grace,
         "demo_agents": False if args.no_demo_agents else None,
+        "insecure": True if args.insecure else None,
     }
     try:
         settings = load(args.config, overrides=overrides)
         settings.registry()
+        settings.check_exposure()
     except ConfigError as exc:
         print(f"runyard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ import trio
 
 from .errors import StoreError
 from .events import RunLog
-from .model import JSON, Event
+from .model import JSON, Event, dumps
 from .store import FinalState, Store
 
 log = logging.getLogger("runyard.commit")
@@ -70,7 +70,11 @@ class CommitWriter:
 
     def append_nowait(self, run_log: RunLog, event: str, data: JSON) -> Event:
         """Give the event the log's next seq and queue it (or publish it, non-durable)."""
-        ev = Event.make(run_log.run_id, run_log.take_seq(), event, data)
+        return self.append_text_nowait(run_log, event, dumps(data))
+
+    def append_text_nowait(self, run_log: RunLog, event: str, text: str) -> Event:
+        """:meth:`append_nowait` for data already encoded as JSON text."""
+        ev = Event.from_text(run_log.run_id, run_log.take_seq(), event, text)
         if not self.durable:
             run_log.publish([ev])
             return ev

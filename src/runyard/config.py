@@ -7,6 +7,7 @@ with one line naming the key (:class:`ConfigError`).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,50 @@ class Settings:
     demo_agents: bool = True
     agents: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> module:attr
     log_level: str = "info"
+    # Security and limits (docs/security.md).
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # owner -> bearer token
+    tokens_file: str = ""  # lines "owner:token"; adds to `tokens`
+    insecure: bool = False  # allow a non-loopback host without tokens
+    cors_origins: list[str] = dataclasses.field(default_factory=list)
+    max_metadata_bytes: int = 16 * 1024
+    max_active_runs: int = 5000
+    max_active_runs_per_owner: int = 1000
+    max_subscribers_per_run: int = 2000
+    max_waits_per_owner: int = 1000
+    max_event_bytes: int = 1024 * 1024
+    max_events_per_run: int = 1_000_000
+
+    def bearer_tokens(self) -> dict[str, str]:
+        """token -> owner, from ``tokens`` and ``tokens_file``."""
+        pairs = dict(self.tokens)
+        if self.tokens_file:
+            try:
+                lines = Path(self.tokens_file).read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"tokens_file: cannot read {self.tokens_file} ({exc.strerror})"
+                ) from None
+            for number, line in enumerate(lines, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                owner, sep, token = line.partition(":")
+                if not sep or not owner.strip() or not token.strip():
+                    raise ConfigError(f"tokens_file: line {number} is not 'owner:token'")
+                pairs[owner.strip()] = token.strip()
+        for owner, token in pairs.items():
+            if len(token) < 16:
+                raise ConfigError(f"tokens.{owner}: a token must be at least 16 characters")
+        return {token: owner for owner, token in pairs.items()}
+
+    def check_exposure(self) -> None:
+        """Refuse to serve beyond loopback without tokens, unless told ``insecure``."""
+        if self.insecure or _is_loopback(self.host) or self.bearer_tokens():
+            return
+        raise ConfigError(
+            f"host: {self.host} is reachable beyond this machine and no tokens are configured;"
+            " set tokens (or tokens_file), or pass --insecure"
+        )
 
     def registry(self) -> AgentRegistry:
         registry = AgentRegistry(list(DEMO_AGENTS) if self.demo_agents else [])
@@ -50,6 +95,15 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"agents.{name}: {exc}") from None
         return registry
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -76,6 +130,12 @@ def _coerce(key: str, value: Any) -> Any:
             result = value
         elif kind == "str" and isinstance(value, str):
             result = value
+        elif kind.startswith("list"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            result = list(value)
         elif kind.startswith("dict") and isinstance(value, Mapping):
             if not all(isinstance(v, str) for v in value.values()):
                 raise ValueError
@@ -86,14 +146,18 @@ def _coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"{key}: {value!r} is not a valid {_describe(kind)}") from None
     if key in _CHOICES and result not in _CHOICES[key]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    if kind == "int" and key != "port" and result < 1:
+        raise ConfigError(f"{key}: {value!r} must be at least 1")
     if key == "port" and not 0 <= result <= 65535:
         raise ConfigError(f"port: {value!r} is not a TCP port")
     return result
 
 
 def _describe(kind: str) -> str:
+    if kind.startswith("list"):
+        return "list of strings"
     return {"int": "whole number", "float": "number >= 0", "bool": "true/false"}.get(
-        kind, "table of name = 'module:attribute'" if kind.startswith("dict") else "string"
+        kind, "table of name = 'string'" if kind.startswith("dict") else "string"
     )
 
 
@@ -111,7 +175,7 @@ def load(
     environ = os.environ if env is None else env
     for key in _FIELDS:
         raw = environ.get(ENV_PREFIX + key.upper())
-        if raw is not None and key != "agents":
+        if raw is not None and key not in ("agents", "tokens"):
             values[key] = _coerce(key, raw)
     for key, value in (overrides or {}).items():
         if value is not None:

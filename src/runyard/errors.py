@@ -35,6 +35,14 @@ class PayloadTooLarge(RunyardError):
     """A body above the configured limit."""
 
 
+class Unauthorized(RunyardError):
+    """No bearer token, or one runyard does not know."""
+
+
+class TooManyRequests(RunyardError):
+    """A limit on active runs, subscribers or waits was reached; retry later."""
+
+
 class ShuttingDown(RunyardError):
     """The server has begun to shut down and takes no new runs."""
 
@@ -45,6 +53,10 @@ class StoreError(RunyardError):
 
 class StoreUnusable(RunyardError):
     """The database file cannot be used: corrupt, or written by a newer runyard."""
+
+
+class LimitExceeded(Exception):
+    """Raised inside an agent that breaks a limit (event size, events per run)."""
 
 
 class AgentError(Exception):

@@ -15,6 +15,7 @@ other readers nothing, and it still misses nothing.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -142,6 +143,7 @@ class Subscription:
         self.done = False
         self._receive: trio.MemoryReceiveChannel[list[Event]] | None = None
         self._catching_up = True
+        self.on_close: Callable[[], None] | None = None  # called once, by close()
 
     async def next(self) -> list[Event] | None:
         """The next batch of events, or None when the log has ended."""
@@ -190,6 +192,9 @@ class Subscription:
         if self._receive is not None:
             self._receive.close()
             self._receive = None
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            on_close()
 
     def __aiter__(self) -> Subscription:
         return self

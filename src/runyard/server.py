@@ -33,7 +33,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .config import Settings
 from .http.app import HttpSettings, create_app
 from .store import SQLiteStore
-from .supervisor import EngineSettings, Supervisor
+from .supervisor import EngineSettings, Limits, Supervisor
 
 log = logging.getLogger("runyard.server")
 
@@ -74,6 +74,7 @@ async def serve(
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
+    settings.check_exposure()
     registry = settings.registry()
     store = SQLiteStore(settings.db, exclusive=True)
     await store.open()
@@ -87,6 +88,14 @@ async def serve(
                     cleanup_deadline=settings.cleanup_deadline,
                     retention=settings.retention,
                     data_retention=settings.data_retention or None,
+                    limits=Limits(
+                        active_runs=settings.max_active_runs,
+                        active_runs_per_owner=settings.max_active_runs_per_owner,
+                        subscribers_per_run=settings.max_subscribers_per_run,
+                        waits_per_owner=settings.max_waits_per_owner,
+                        event_bytes=settings.max_event_bytes,
+                        events_per_run=settings.max_events_per_run,
+                    ),
                 ),
             )
             await root.start(supervisor.serve)
@@ -96,6 +105,9 @@ async def serve(
                     heartbeat=settings.heartbeat,
                     max_body=settings.max_body,
                     durability=settings.durability,
+                    tokens=settings.bearer_tokens(),
+                    cors_origins=tuple(settings.cors_origins),
+                    max_metadata_bytes=settings.max_metadata_bytes,
                 ),
             )
             http = _Http(app)

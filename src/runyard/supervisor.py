@@ -32,7 +32,15 @@ import trio_asyncio
 
 from .agents import Agent, AgentRegistry, AsyncioRunContext, RunContext
 from .commit import CommitWriter
-from .errors import AgentError, Conflict, NotFound, ShuttingDown, StoreError
+from .errors import (
+    AgentError,
+    Conflict,
+    LimitExceeded,
+    NotFound,
+    ShuttingDown,
+    StoreError,
+    TooManyRequests,
+)
 from .events import EventBus, LocalEventBus, RunLog, Subscription
 from .model import (
     JSON,
@@ -44,6 +52,7 @@ from .model import (
     RunStatus,
     Thread,
     ThreadStatus,
+    dumps,
     new_id,
     now,
     thread_status_after,
@@ -65,12 +74,25 @@ DEFAULT_PURGE_INTERVAL = 300.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """Above these, new work is refused (429) or a misbehaving agent's run fails."""
+
+    active_runs: int = 5000  # pending or running, all owners together
+    active_runs_per_owner: int = 1000
+    subscribers_per_run: int = 2000  # open streams of one run
+    waits_per_owner: int = 1000  # open /wait and /join of one owner
+    event_bytes: int = 1024 * 1024  # one emitted event, as JSON
+    events_per_run: int = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EngineSettings:
     durable: bool = True  # commit each event before publishing it
     cleanup_deadline: float = DEFAULT_CLEANUP_DEADLINE
     retention: float = DEFAULT_RETENTION
     data_retention: float | None = None  # seconds finished runs stay in the store; None: forever
     purge_interval: float = DEFAULT_PURGE_INTERVAL
+    limits: Limits = dataclasses.field(default_factory=lambda: Limits())
 
 
 @dataclasses.dataclass(slots=True)
@@ -158,6 +180,9 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self.writer_scope: trio.CancelScope | None = None
         self._watchers: set[trio.MemorySendChannel[Run]] = set()
+        self._active_by_owner: collections.Counter[str] = collections.Counter()
+        self._waits_by_owner: collections.Counter[str] = collections.Counter()
+        self._subscribers: collections.Counter[str] = collections.Counter()
         self.loop: trio_asyncio.TrioEventLoop | None = None
 
     # -- lifetime ---------------------------------------------------------------
@@ -300,6 +325,13 @@ class Supervisor:
         """
         if not self.accepting:
             raise ShuttingDown("the server is shutting down")
+        limits = self.settings.limits
+        if self._live >= limits.active_runs:
+            raise TooManyRequests(f"the server has {limits.active_runs} active runs; retry later")
+        if self._active_by_owner[request.owner] >= limits.active_runs_per_owner:
+            raise TooManyRequests(
+                f"you have {limits.active_runs_per_owner} active runs; retry when some end"
+            )
         agent = self.agents.get(request.assistant_id)
         if agent is None:
             raise NotFound(f"assistant {request.assistant_id!r} not found")
@@ -372,6 +404,7 @@ class Supervisor:
         self._runs[run.run_id] = handle
         self._lines[run.thread_id].append(handle)
         self._live += 1
+        self._active_by_owner[run.owner] += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         self._nursery.start_soon(self._run_task, handle, name=f"run {run.run_id}")
         self._announce(run)
@@ -461,9 +494,15 @@ class Supervisor:
         handle = self._runs.get(run_id)
         if handle is None:
             return run
+        if self._waits_by_owner[owner] >= self.settings.limits.waits_per_owner:
+            if cancel_on_exit is not None:
+                handle.cancel(cancel_on_exit)  # nobody will wait for it
+            raise TooManyRequests("too many open waits; retry later")
+        self._waits_by_owner[owner] += 1
         try:
             await handle.finished.wait()
         finally:
+            self._waits_by_owner[owner] -= 1
             if cancel_on_exit is not None and not handle.finished.is_set():
                 handle.cancel(cancel_on_exit)
         return handle.run
@@ -488,8 +527,22 @@ class Supervisor:
             return run_log.published
         return await self.store.last_seq(run_id)
 
-    def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
-        return self.bus.subscribe(run_id, after_seq)
+    def subscribe(self, run_id: str, after_seq: int = -1, *, limited: bool = False) -> Subscription:
+        """Every event of the run after ``after_seq``; ``limited`` counts it
+        against the subscribers-per-run limit (a client's stream)."""
+        if limited:
+            if self._subscribers[run_id] >= self.settings.limits.subscribers_per_run:
+                raise TooManyRequests("this run has too many open streams; retry later")
+            self._subscribers[run_id] += 1
+        subscription = self.bus.subscribe(run_id, after_seq)
+        if limited:
+            subscription.on_close = lambda: self._release_subscriber(run_id)
+        return subscription
+
+    def _release_subscriber(self, run_id: str) -> None:
+        self._subscribers[run_id] -= 1
+        if self._subscribers[run_id] <= 0:
+            del self._subscribers[run_id]
 
     # -- the run task -------------------------------------------------------------
 
@@ -552,6 +605,8 @@ class Supervisor:
     def _failure(self, handle: RunHandle, exc: Exception) -> _Outcome:
         if isinstance(exc, AgentError):
             info = ErrorInfo("AgentError", exc.message)
+        elif isinstance(exc, LimitExceeded):
+            info = ErrorInfo("LimitExceeded", str(exc))
         else:
             info = ErrorInfo(type(exc).__name__, "the agent failed; details are in the server log")
         log.error(
@@ -618,6 +673,7 @@ class Supervisor:
             if not line:
                 self._lines.pop(run.thread_id, None)
             self._live -= 1
+            self._active_by_owner[run.owner] -= 1
             if self._live == 0:
                 self._idle.set()
             handle.finished.set()
@@ -696,15 +752,23 @@ class Supervisor:
 class _Sink:
     """Where a run's context sends its events: the writer, with back-pressure."""
 
-    __slots__ = ("_handle", "_writer")
+    __slots__ = ("_handle", "_limits", "_writer")
 
     def __init__(self, supervisor: Supervisor, handle: RunHandle) -> None:
         self._writer = supervisor.writer
+        self._limits = supervisor.settings.limits
         self._handle = handle
 
     async def emit(self, event: str, data: JSON) -> None:
         await trio.lowlevel.checkpoint()
-        self._writer.append_nowait(self._handle.log, event, data)
+        text = dumps(data)
+        if len(text) > self._limits.event_bytes:
+            raise LimitExceeded(
+                f"an event of {len(text)} bytes is over the limit of {self._limits.event_bytes}"
+            )
+        if self._handle.log.next_seq >= self._limits.events_per_run:
+            raise LimitExceeded(f"the run emitted more than {self._limits.events_per_run} events")
+        self._writer.append_text_nowait(self._handle.log, event, text)
         if self._writer.full:
             await self._writer.wait_for_room()
 

@@ -7,16 +7,17 @@ touch the store. See ``docs/api.md`` for every endpoint with an example.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio_asyncio
-from quart import Quart, Response, jsonify, request
+from quart import Quart, Response, g, jsonify, request
 from quart_trio import QuartTrio
 
 from .. import __version__
-from ..errors import Invalid, NotFound, PayloadTooLarge
+from ..errors import Invalid, NotFound, PayloadTooLarge, Unauthorized
 from ..model import JSON, CancelReason, Run, RunStatus, run_to_json, thread_to_json
 from ..supervisor import RunHandle, Supervisor
 from . import errors, openapi, schema
@@ -33,6 +34,14 @@ class HttpSettings:
     heartbeat: float = DEFAULT_HEARTBEAT
     max_body: int = DEFAULT_MAX_BODY
     durability: str = "events"
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # token -> owner
+    cors_origins: tuple[str, ...] = ()
+    max_metadata_bytes: int = 16 * 1024
+
+
+# Reachable without a token even when tokens are configured: no data behind them.
+PUBLIC_PATHS = ("/ok", "/", "/favicon.ico")
+TOKEN_COOKIE = "runyard_token"
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -63,7 +72,44 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         return schema.parse_json(await request.get_data(cache=False, as_text=False))
 
     def owner() -> str:
-        return ""
+        return str(g.get("owner", ""))
+
+    @app.before_request
+    async def authenticate() -> None:
+        if not cfg.tokens or request.method == "OPTIONS":
+            return
+        if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+            return
+        given = ""
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            given = header[7:].strip()
+        else:
+            given = request.cookies.get(TOKEN_COOKIE, "")
+        found = None
+        for token, who in cfg.tokens.items():  # every one, so timing says nothing
+            if hmac.compare_digest(token.encode(), given.encode()):
+                found = who
+        if found is None:
+            raise Unauthorized("a valid bearer token is required")
+        g.owner = found
+
+    @app.after_request
+    async def cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin in cfg.cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Expose-Headers"] = (
+                "Content-Location, Location, Retry-After"
+            )
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE"
+                response.headers["Access-Control-Allow-Headers"] = (
+                    "Authorization, Content-Type, Last-Event-ID"
+                )
+                response.headers["Access-Control-Max-Age"] = "600"
+        return response
 
     @app.before_request
     async def asyncio_loop() -> None:
@@ -145,9 +191,10 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
     @route("/threads", "POST", summary="Create a thread")
     async def thread_create() -> Response:
         b = schema.body_object(await body())
+        chosen = schema.field(b, "thread_id", str, "")
         thread = await sup.create_thread(
-            thread_id=schema.field(b, "thread_id", str, None) or None,
-            metadata=schema.field(b, "metadata", dict, {}),
+            thread_id=schema.valid_thread_id(chosen) if chosen else None,
+            metadata=schema.metadata(b, cfg.max_metadata_bytes),
             if_exists=schema.choice(b, "if_exists", schema.IF_EXISTS, "raise"),
             owner=owner(),
         )
@@ -196,7 +243,11 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
 
     async def start(thread_id: str | None, *, streaming: bool) -> tuple[RunHandle, bool]:
         parsed = schema.run_create(
-            await body(), thread_id=thread_id, owner=owner(), streaming=streaming
+            await body(),
+            thread_id=thread_id,
+            owner=owner(),
+            streaming=streaming,
+            max_metadata=cfg.max_metadata_bytes,
         )
         handle = await sup.create_run(parsed.request)
         return handle, parsed.on_disconnect == "cancel"
@@ -216,7 +267,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         return sse_response(
             sup,
             handle.run,
-            sup.subscribe(handle.run_id),
+            sup.subscribe(handle.run_id, limited=True),
             modes=handle.request.stream_mode,
             cancel_on_disconnect=cancel,
             heartbeat=cfg.heartbeat,
@@ -312,7 +363,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         return sse_response(
             sup,
             run,
-            sup.subscribe(run_id, -1 if after is None else after),
+            sup.subscribe(run_id, -1 if after is None else after, limited=True),
             modes=modes,
             cancel_on_disconnect=cancel,
             heartbeat=cfg.heartbeat,

@@ -21,6 +21,8 @@ from ..errors import (
     RunyardError,
     ShuttingDown,
     StoreError,
+    TooManyRequests,
+    Unauthorized,
 )
 
 log = logging.getLogger("runyard.http")
@@ -30,10 +32,12 @@ RETRY_AFTER_SECONDS = 5
 
 STATUS: dict[type[RunyardError], int] = {
     BadRequest: 400,
+    Unauthorized: 401,
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
     Invalid: 422,
+    TooManyRequests: 429,
     ShuttingDown: 503,
     StoreError: 503,
 }
@@ -42,8 +46,10 @@ STATUS: dict[type[RunyardError], int] = {
 def error_response(status: int, detail: str) -> Response:
     response = jsonify({"detail": detail})
     response.status_code = status
-    if status == 503:
+    if status in (429, 503):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="runyard"'
     return response
 
 

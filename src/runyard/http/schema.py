@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +32,20 @@ IF_NOT_EXISTS = ("reject", "create")
 IF_EXISTS = ("raise", "do_nothing")
 CANCEL_ACTIONS = ("interrupt", "rollback")
 MAX_LIMIT = 1000
+MAX_SECONDS = 366 * 24 * 3600  # a year: a later start or a longer timeout is a mistake
+
+
+# A thread id a client chooses: it lands in URLs and headers, so no spaces,
+# slashes or control characters.
+THREAD_ID = re.compile(r"[A-Za-z0-9._~:@+=-]{1,128}")
+
+
+def valid_thread_id(value: str, name: str = "thread_id") -> str:
+    if not THREAD_ID.fullmatch(value):
+        raise Invalid(
+            f"field '{name}' must be 1 to 128 letters, digits or ._~:@+=- (no spaces or slashes)"
+        )
+    return value
 
 
 def parse_json(raw: bytes | str) -> JSON:
@@ -86,8 +101,8 @@ def choice(body: Mapping[str, JSON], name: str, options: tuple[str, ...], defaul
 
 def seconds(body: Mapping[str, JSON], name: str) -> float | None:
     value: float | None = field(body, name, (int, float), None)
-    if value is not None and (not math.isfinite(value) or value < 0):
-        raise Invalid(f"field '{name}' must be a number of seconds >= 0")
+    if value is not None and (not math.isfinite(value) or not 0 <= value <= MAX_SECONDS):
+        raise Invalid(f"field '{name}' must be a number of seconds from 0 to {MAX_SECONDS}")
     return None if value is None else float(value)
 
 
@@ -110,6 +125,14 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def metadata(body: Mapping[str, JSON], limit: int) -> dict[str, JSON]:
+    """The ``metadata`` field: an object of at most ``limit`` bytes as JSON."""
+    value = field(body, "metadata", dict, {})
+    if len(json.dumps(value, separators=(",", ":"))) > limit:
+        raise Invalid(f"field 'metadata' is larger than {limit} bytes")
+    return value
+
+
 @dataclasses.dataclass(slots=True)
 class RunCreate:
     request: RunRequest
@@ -117,7 +140,14 @@ class RunCreate:
     stream_resumable: bool
 
 
-def run_create(body: JSON, *, thread_id: str | None, owner: str, streaming: bool) -> RunCreate:
+def run_create(
+    body: JSON,
+    *,
+    thread_id: str | None,
+    owner: str,
+    streaming: bool,
+    max_metadata: int = 16 * 1024,
+) -> RunCreate:
     """Validate a run-create body (``POST …/runs``, ``/stream``, ``/wait``)."""
     b = body_object(body)
     assistant_id = field(b, "assistant_id", str, "")
@@ -128,15 +158,18 @@ def run_create(body: JSON, *, thread_id: str | None, owner: str, streaming: bool
     if context is not None:
         config = {**config, "context": context}
     strategy = choice(b, "multitask_strategy", tuple(m.value for m in MultitaskStrategy), "enqueue")
+    if_not_exists = choice(b, "if_not_exists", IF_NOT_EXISTS, "reject")
+    if thread_id is not None and if_not_exists == "create":
+        valid_thread_id(thread_id, "thread_id (in the path)")
     request = RunRequest(
         assistant_id=assistant_id,
         input=b.get("input"),
         thread_id=thread_id,
-        metadata=field(b, "metadata", dict, {}),
+        metadata=metadata(b, max_metadata),
         config=config,
         stream_mode=stream_modes(b.get("stream_mode") or "values"),
         multitask_strategy=MultitaskStrategy(strategy),
-        if_not_exists=choice(b, "if_not_exists", IF_NOT_EXISTS, "reject"),
+        if_not_exists=if_not_exists,
         after_seconds=seconds(b, "after_seconds") or 0.0,
         timeout_seconds=seconds(b, "timeout_seconds"),
         owner=owner,

@@ -11,6 +11,7 @@ non-blocking cancel; the run persists its own final state).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from urllib.parse import quote
 
 import trio
 from quart import Response
@@ -40,7 +41,7 @@ def _passes(event: Event, names: frozenset[str] | None) -> bool:
 
 def run_paths(run: Run, modes: list[str] | None = None) -> tuple[str, str]:
     """``Content-Location`` (the run) and ``Location`` (its join stream)."""
-    base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    base = f"/threads/{quote(run.thread_id, safe='')}/runs/{quote(run.run_id, safe='')}"
     query = "".join(f"&stream_mode={m}" for m in modes or ())
     return base, f"{base}/stream" + ("?" + query[1:] if query else "")
 
@@ -127,19 +128,22 @@ def feed_response(
     changes = supervisor.watch()
 
     async def body() -> AsyncGenerator[bytes, None]:
-        with changes:
+        try:
             snapshot = [run_to_json(r) for r in recent]
             yield f"event: snapshot\ndata: {dumps(snapshot)}\n\n".encode()
             while True:
-                with trio.move_on_after(heartbeat) as idle:
+                run = None
+                with trio.move_on_after(heartbeat):
                     try:
                         run = await changes.receive()
                     except trio.EndOfChannel:
                         return
-                if idle.cancelled_caught:
+                if run is None:
                     yield HEARTBEAT
                 elif run.owner == owner:
                     yield f"event: run\ndata: {dumps(run_to_json(run))}\n\n".encode()
+        finally:
+            changes.close()
 
     response = Response(
         body(),
