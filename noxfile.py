@@ -9,7 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 PYTHON = "3.11"
-SOURCES = ["src", "tests", "noxfile.py"]
+SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
 FLAKE8_ASYNC = ",".join(
     f"ASYNC{n}" for n in (100, 101, 102, 103, 104, 105, 106, 112, 113, 115, 116, 119, 120)
 )
@@ -52,3 +52,12 @@ def docs(session: nox.Session) -> None:
     """Build docs/ into build/site with MkDocs; any warning is an error."""
     session.install("mkdocs>=1.6")
     session.run("mkdocs", "build", "--strict")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmarks (docs/benchmarks.md); `-- --peer langgraph` adds langgraph dev."""
+    session.install("-e", ".[test]")
+    if "--peer" in session.posargs:
+        session.install("langgraph-cli[inmem]")
+    session.run("python", "bench/bench.py", *session.posargs)
