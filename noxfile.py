@@ -18,7 +18,7 @@ FLAKE8_ASYNC = ",".join(
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (what CI runs), against real servers on 127.0.0.1."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,langgraph]")
     session.run("pytest", *session.posargs)
 
 
@@ -36,7 +36,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
-    session.install("-e", ".[test,typecheck]")
+    session.install("-e", ".[test,typecheck,langgraph]")
     session.run("mypy")
 
 

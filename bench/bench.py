@@ -52,6 +52,7 @@ class Target:
     cmd: list[str]
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     db: str = ""
 
@@ -62,7 +63,11 @@ class Target:
     async def start(self) -> None:
         log = open(RESULTS / f"{self.name}-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
-            self.cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            self.cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
         )
         deadline = time.monotonic() + 120
         async with httpx.AsyncClient() as c:
@@ -127,7 +132,8 @@ def langgraph_peer() -> Target:
         "LANGSMITH_TRACING": "false",
         "LANGCHAIN_TRACING_V2": "false",
     }
-    return Target("langgraph-dev", cmd, port, env)
+    # langgraph dev resolves the graphs' paths from its working directory.
+    return Target("langgraph-dev", cmd, port, env, cwd=str(project))
 
 
 # -- workloads ----------------------------------------------------------------------

@@ -141,6 +141,10 @@ def load_agent(spec: str, name: str | None = None) -> Agent:
         raise ValueError(f"agent {spec!r} cannot be imported: {exc}") from exc
     if isinstance(target, Agent):
         return target if name is None else dataclasses.replace(target, name=name)
+    if hasattr(target, "astream") and hasattr(target, "get_graph"):
+        from .langgraph import graph_agent  # the optional extra
+
+        return graph_agent(name or attribute.rsplit(".", 1)[-1], target)
     if not callable(target):
         raise ValueError(f"agent {spec!r} is not callable")
     return Agent(name or attribute.rsplit(".", 1)[-1], target)

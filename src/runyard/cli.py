@@ -23,6 +23,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
     p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")
     p.add_argument("--no-demo-agents", action="store_true", help="serve only configured agents")
+    p.add_argument("--langgraph-json", help="serve the graphs of this langgraph.json")
     p.add_argument(
         "--insecure",
         action="store_true",
@@ -58,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         "grace": args.grace,
         "demo_agents": False if args.no_demo_agents else None,
         "insecure": True if args.insecure else None,
+        "langgraph_json": args.langgraph_json,
     }
     try:
         settings = load(args.config, overrides=overrides)

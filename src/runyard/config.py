@@ -41,6 +41,7 @@ class Settings:
     max_body: int = 1024 * 1024  # bytes
     demo_agents: bool = True
     agents: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> module:attr
+    langgraph_json: str = ""  # serve the graphs of this langgraph.json
     log_level: str = "info"
     # Security and limits (docs/security.md).
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # owner -> bearer token
@@ -94,6 +95,19 @@ class Settings:
                 registry.add(load_agent(spec, name))
             except ValueError as exc:
                 raise ConfigError(f"agents.{name}: {exc}") from None
+        if self.langgraph_json:
+            try:
+                from .langgraph import load_langgraph_json
+
+                for graph in load_langgraph_json(self.langgraph_json):
+                    registry.add(graph)
+            except ImportError as exc:
+                raise ConfigError(
+                    f"langgraph_json: LangGraph is not installed ({exc.name});"
+                    " pip install 'runyard[langgraph]'"
+                ) from None
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         return registry
 
 

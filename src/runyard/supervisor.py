@@ -133,6 +133,7 @@ class RunHandle:
         self.cancel_reason: CancelReason | None = None
         self.store_failed = False
         self.persist_error: str | None = None
+        self.last_values: str | None = None  # the agent's last "values" event, as JSON
         self.finished = trio.Event()
 
     @property
@@ -634,7 +635,8 @@ class Supervisor:
         run_log = handle.log
         delete = outcome.cancel_reason is CancelReason.ROLLBACK
         events: list[Event] = []
-        if outcome.status is RunStatus.SUCCESS:
+        if outcome.status is RunStatus.SUCCESS and handle.last_values != dumps(outcome.output):
+            # The output as a last "values" event, unless the agent just logged exactly that.
             events.append(Event.make(run.run_id, run_log.take_seq(), "values", outcome.output))
         if outcome.error is not None:
             events.append(
@@ -769,6 +771,8 @@ class _Sink:
         if self._handle.log.next_seq >= self._limits.events_per_run:
             raise LimitExceeded(f"the run emitted more than {self._limits.events_per_run} events")
         self._writer.append_text_nowait(self._handle.log, event, text)
+        if event == "values":
+            self._handle.last_values = text
         if self._writer.full:
             await self._writer.wait_for_room()
 

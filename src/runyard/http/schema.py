@@ -27,6 +27,7 @@ STREAM_MODES = frozenset(
     {"values", "updates", "custom", "messages", "messages-tuple", "events", "debug", "tasks",
      "checkpoints"}
 )  # fmt: skip
+BACKGROUND_MODES = ("values", "updates", "custom", "messages-tuple")
 ON_DISCONNECT = ("cancel", "continue")
 IF_NOT_EXISTS = ("reject", "create")
 IF_EXISTS = ("raise", "do_nothing")
@@ -167,7 +168,11 @@ def run_create(
         thread_id=thread_id,
         metadata=metadata(b, max_metadata),
         config=config,
-        stream_mode=stream_modes(b.get("stream_mode") or "values"),
+        # A background run logs every common mode, so any later join can pick
+        # (LangGraph's "union of all stream modes"); stream and wait default to values.
+        stream_mode=stream_modes(
+            b.get("stream_mode") or ("values" if streaming else list(BACKGROUND_MODES))
+        ),
         multitask_strategy=MultitaskStrategy(strategy),
         if_not_exists=if_not_exists,
         after_seconds=seconds(b, "after_seconds") or 0.0,

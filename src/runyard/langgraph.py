@@ -1,0 +1,150 @@
+"""LangGraph graphs as runyard agents (the optional ``runyard[langgraph]`` extra).
+
+A compiled graph (anything with LangGraph's ``astream``) runs on the asyncio
+side through trio-asyncio. The stream modes the client asked for map to
+runyard events with the names LangGraph clients expect:
+
+| mode asked | event logged | data |
+|---|---|---|
+| ``values`` | ``values`` | the state after each step |
+| ``updates`` | ``updates`` | ``{node: update}`` |
+| ``custom`` | ``custom`` | what the graph wrote with ``get_stream_writer()`` |
+| ``messages`` / ``messages-tuple`` | ``messages`` | ``[message chunk, metadata]`` |
+
+The final ``values`` become the run's output and the thread's state. A cancel
+on the trio side (user, disconnect, interrupt, shutdown) cancels the graph's
+asyncio task: ``asyncio.CancelledError`` reaches the running node, whose
+``finally`` blocks run, and the run's final state follows runyard's rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .agents import Agent, AsyncioRunContext
+
+# runyard's stream modes -> LangGraph's.
+_MODES = {
+    "values": "values",
+    "updates": "updates",
+    "custom": "custom",
+    "messages": "messages",
+    "messages-tuple": "messages",
+    "debug": "debug",
+    "tasks": "tasks",
+    "checkpoints": "checkpoints",
+}
+
+
+def is_graph(target: object) -> bool:
+    """Whether ``target`` looks like a compiled LangGraph graph."""
+    return hasattr(target, "astream") and hasattr(target, "get_graph")
+
+
+def jsonable(value: Any) -> Any:
+    """LangGraph values (messages are pydantic models) as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return jsonable(dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return value
+
+
+def graph_agent(name: str, graph: Any, description: str = "") -> Agent:
+    """Wrap a compiled graph as an asyncio :class:`~runyard.agents.Agent`."""
+
+    async def run(input: Any, ctx: AsyncioRunContext) -> Any:
+        asked = [m for m in ctx.stream_mode if m in _MODES]
+        modes = list(dict.fromkeys(["values", *(_MODES[m] for m in asked)]))
+        emit_values = "values" in asked
+        config = dict(ctx.config)
+        context = config.pop("context", None)
+        configurable = dict(config.get("configurable") or {})
+        configurable.setdefault("thread_id", ctx.thread_id)
+        configurable.setdefault("run_id", ctx.run_id)
+        config["configurable"] = configurable
+        final: Any = None
+        stream = graph.astream(input, config, context=context, stream_mode=modes)
+        try:
+            async for mode, chunk in stream:
+                if mode == "values":
+                    final = chunk
+                    if emit_values:
+                        await ctx.emit("values", jsonable(chunk))
+                elif mode == "messages":
+                    message, metadata = chunk
+                    await ctx.emit("messages", [jsonable(message), jsonable(metadata)])
+                else:
+                    await ctx.emit(mode, jsonable(chunk))
+        finally:
+            await stream.aclose()
+        return jsonable(final)
+
+    return Agent(name, run, asyncio=True, description=description or f"LangGraph graph {name}")
+
+
+def load_langgraph_json(path: str) -> list[Agent]:
+    """The graphs of a ``langgraph.json`` (its ``graphs`` section), as agents.
+
+    Paths in it are relative to the file; its ``dependencies`` that are local
+    folders are put on ``sys.path``, as ``langgraph dev`` does.
+    """
+    file = Path(path).resolve()
+    try:
+        spec = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"langgraph_json: cannot read {path} ({exc})") from None
+    graphs = spec.get("graphs")
+    if not isinstance(graphs, dict) or not graphs:
+        raise ValueError(f"langgraph_json: {path} has no 'graphs' section")
+    for dep in spec.get("dependencies", []):
+        if isinstance(dep, str) and dep.startswith("."):
+            folder = str((file.parent / dep).resolve())
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+    agents = []
+    for name, target in graphs.items():
+        location = target if isinstance(target, str) else target.get("path", "")
+        module_ref, sep, attribute = location.partition(":")
+        if not sep:
+            raise ValueError(f"langgraph_json: graph {name!r} must be 'path.py:attribute'")
+        graph = _load_attribute(file.parent, module_ref, attribute, name)
+        agents.append(graph_agent(name, graph))
+    return agents
+
+
+def _load_attribute(base: Path, module_ref: str, attribute: str, name: str) -> Any:
+    if module_ref.endswith(".py"):
+        source = (base / module_ref).resolve()
+        module_name = f"runyard_graph_{name}"
+        spec = importlib.util.spec_from_file_location(module_name, source)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"langgraph_json: graph {name!r}: cannot load {source}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ValueError(
+                f"langgraph_json: graph {name!r}: {source} failed to import ({exc})"
+            ) from None
+    else:
+        module = importlib.import_module(module_ref)
+    target = getattr(module, attribute, None)
+    if callable(target) and not is_graph(target):
+        target = target()  # a factory, as langgraph.json allows
+    if not is_graph(target):
+        raise ValueError(f"langgraph_json: graph {name!r} is not a compiled LangGraph graph")
+    return target
