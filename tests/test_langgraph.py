@@ -172,3 +172,40 @@ async def test_a_background_run_without_stream_mode_logs_every_mode(lg_server: S
         response = await c.get(path, params={"stream_mode": "updates"})
     events = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
     assert events == ["metadata", "updates", "updates", "updates", "end"]
+
+
+async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -> None:
+    from runyard.store import SQLiteStore
+    from runyard.supervisor import RunRequest, Supervisor
+
+    from .helpers import assert_gapless, freeze
+
+    registry = Settings(langgraph_json=str(PROJECT / "langgraph.json")).registry()
+    store = SQLiteStore(db_path)
+    await store.open()
+    sup = Supervisor(store, registry)
+    async with trio.open_nursery() as first:
+        await first.start(sup.serve)
+        busy = await sup.create_run(
+            RunRequest("assistant", {**HELLO, "slow": 600}, stream_mode=["updates"])
+        )
+        queued = await sup.create_run(RunRequest("assistant", HELLO, thread_id=busy.run.thread_id))
+        events = sup.subscribe(busy.run_id)
+        while not any(e.event == "updates" and "chat" in e.data for e in await events.next() or []):
+            pass
+        await freeze(store)  # as kill -9 leaves the file: mid-node, and one run queued
+        first.cancel_scope.cancel()
+    again = SQLiteStore(db_path)
+    await again.open()
+    sup2 = Supervisor(again, registry)
+    async with trio.open_nursery() as second:
+        await second.start(sup2.serve)
+        dead = await again.get_run(busy.run_id)
+        assert dead is not None
+        assert (str(dead.status), str(dead.cancel_reason)) == ("interrupted", "restart")
+        assert_gapless(await again.read_events(busy.run_id, -1, 1000))
+        finished = await sup2.wait_run(queued.run_id)
+        assert str(finished.status) == "success"
+        assert finished.output["steps"] == ["plan", "chat", "slow"]
+        await sup2.shutdown(0)
+    await again.aclose()

@@ -228,3 +228,20 @@ async def test_schemathesis_finds_no_server_error(server: Server) -> None:
     assert done.returncode == 0, done.stdout[-4000:]
     async with httpx.AsyncClient(base_url=server.url) as c:
         assert (await c.get("/ok")).status_code == 200
+
+
+async def test_the_sdk_api_key_is_a_token(secured: Server) -> None:
+    from langgraph_sdk import get_sync_client
+
+    def script() -> tuple[Any, int]:
+        alice = get_sync_client(url=secured.url, api_key=ALICE)
+        result = alice.runs.wait(None, "echo", input={"as": "alice"})
+        try:
+            get_sync_client(url=secured.url, api_key="not-a-token-0000000").threads.search()
+        except httpx.HTTPStatusError as exc:
+            return result, exc.response.status_code
+        return result, 200
+
+    result, refused = await trio.to_thread.run_sync(script)
+    assert result == {"as": "alice"}
+    assert refused == 401

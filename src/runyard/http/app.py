@@ -80,12 +80,13 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
             return
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return
-        given = ""
+        # Authorization: Bearer, or x-api-key (what langgraph-sdk's api_key sends),
+        # or the dashboard's cookie (EventSource cannot send headers).
         header = request.headers.get("Authorization", "")
         if header[:7].lower() == "bearer ":
             given = header[7:].strip()
         else:
-            given = request.cookies.get(TOKEN_COOKIE, "")
+            given = request.headers.get("x-api-key") or request.cookies.get(TOKEN_COOKIE, "")
         found = None
         for token, who in cfg.tokens.items():  # every one, so timing says nothing
             if hmac.compare_digest(token.encode(), given.encode()):
