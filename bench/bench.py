@@ -172,8 +172,20 @@ async def w2_concurrent_streams(url: str, runs: int, n: int) -> dict[str, float]
     return {"events_per_s": sum(counts) / took}
 
 
-async def w3_concurrent_waits(url: str, runs: int, delay: float) -> dict[str, float]:
-    client = get_client(url=url, api_key=None)
+def sdk_client(url: str, pool: int) -> Any:
+    """The official client with a connection pool of ``pool`` (get_client's is 100)."""
+    from langgraph_sdk.client import LangGraphClient
+
+    transport = httpx.AsyncHTTPTransport(retries=5, limits=httpx.Limits(max_connections=pool))
+    timeout = httpx.Timeout(connect=5, read=300, write=300, pool=5)
+    return LangGraphClient(httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout))
+
+
+async def w3_concurrent_waits(
+    url: str, runs: int, delay: float, pool: int | None = None
+) -> dict[str, float]:
+    # get_client's pool holds 100 connections: 200 waits then run in two waves.
+    client = get_client(url=url, api_key=None) if pool is None else sdk_client(url, pool)
 
     async def one() -> float:
         began = time.monotonic()
@@ -295,6 +307,7 @@ async def measure(target: Target, sizes: Sizes, repeat: int, full: bool) -> dict
         ("w1", lambda: w1_one_stream(url, sizes.w1_events)),
         ("w2", lambda: w2_concurrent_streams(url, sizes.w2_runs, sizes.w2_events)),
         ("w3", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5)),
+        ("w3_pool", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5, pool=sizes.w3_runs * 2)),
         ("w4", lambda: w4_first_event(url, sizes.w4_runs)),
     ]
     if full:
@@ -404,6 +417,9 @@ def render(r: dict[str, Any], command: str) -> str:
         ("3. 200 waits of a 0.5 s run", f"wall {ry['w3']['wall_s']:.2f} s, p50 {ry['w3']['p50_s']:.2f} s,"
          f" p99 {ry['w3']['p99_s']:.2f} s", p("w3", "wall_s"),
          ratio(ry["w3"]["wall_s"], p("w3", "wall_s"), False)),
+        ("3b. the same, SDK pool of 400", f"wall {ry['w3_pool']['wall_s']:.2f} s, p50 {ry['w3_pool']['p50_s']:.2f} s,"
+         f" p99 {ry['w3_pool']['p99_s']:.2f} s", p("w3_pool", "wall_s"),
+         ratio(ry["w3_pool"]["wall_s"], p("w3_pool", "wall_s"), False)),
         ("4. call to first event, 100 runs", f"p50 {ry['w4']['p50_ms']:.1f} ms, p99 {ry['w4']['p99_ms']:.1f} ms",
          p("w4", "p50_ms"), ratio(ry["w4"]["p50_ms"], p("w4", "p50_ms"), False)),
         ("5. fan-out, 100 subscribers", f"{ry['w5']['events_per_s']:,.0f} events/s delivered", None, "n/a"),
