@@ -142,37 +142,43 @@ def _cmd_cancel(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+def _listing(out: TextIO, args: argparse.Namespace, items: list[Any], noun: str, line: Any) -> int:
+    """A list: one JSON value per line with --json, else one readable ``line(item)`` each."""
+    if args.json:
+        for item in items:
+            _emit(out, args, item, "")
+        return 0
+    if not items:
+        print(f"no {noun}", file=out)
+    for item in items:
+        print(line(item), file=out)
+    return 0
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    reason = f" ({run['cancel_reason']})" if run.get("cancel_reason") else ""
+    return (
+        f"{run['run_id']}  {run['assistant_id']:<12} {run['status']}{reason:<14} "
+        f"{run['created_at'][:19]}  thread {run['thread_id']}"
+    )
+
+
+def _thread_line(thread: dict[str, Any]) -> str:
+    meta = json.dumps(thread["metadata"], ensure_ascii=False) if thread["metadata"] else ""
+    return f"{thread['thread_id']}  {thread['status']:<11} {thread['created_at'][:19]}  {meta}"
+
+
 def _cmd_runs(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.status:
         params["status"] = args.status
     path = f"/threads/{args.thread}/runs" if args.thread else "/runs"
-    runs = _check(http.get(path, params=params))
-    if args.json:
-        for run in runs:
-            _emit(out, args, run, "")
-        return 0
-    if not runs:
-        print("no runs", file=out)
-    for run in runs:
-        reason = f" ({run['cancel_reason']})" if run.get("cancel_reason") else ""
-        print(f"{run['run_id']}  {run['assistant_id']:<12} {run['status']}{reason:<14} "
-              f"{run['created_at'][:19]}  thread {run['thread_id']}", file=out)  # fmt: skip
-    return 0
+    return _listing(out, args, _check(http.get(path, params=params)), "runs", _run_line)
 
 
 def _cmd_threads(http: httpx.Client, args: argparse.Namespace, out: TextIO) -> int:
     threads = _check(http.post("/threads/search", json={"limit": args.limit}))
-    if args.json:
-        for thread in threads:
-            _emit(out, args, thread, "")
-        return 0
-    if not threads:
-        print("no threads", file=out)
-    for t in threads:
-        meta = json.dumps(t["metadata"], ensure_ascii=False) if t["metadata"] else ""
-        print(f"{t['thread_id']}  {t['status']:<11} {t['created_at'][:19]}  {meta}", file=out)
-    return 0
+    return _listing(out, args, threads, "threads", _thread_line)
 
 
 _COMMANDS = {
