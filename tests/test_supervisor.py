@@ -522,3 +522,12 @@ async def test_events_that_could_not_be_stored_fail_the_run_without_a_gap(
     assert stored[-2].event == "error"
     await sup.shutdown(0)
     await store.aclose()
+
+
+async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> None:
+    for _ in range(5):
+        handle = await supervisor.create_run(RunRequest("echo", {"x": 1}))
+        await supervisor.wait_run(handle.run_id)
+    thread = await supervisor.create_thread()
+    await supervisor.delete_thread(thread.thread_id)
+    assert supervisor._thread_locks == {}

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+from collections.abc import AsyncIterator
 
 import trio
 import trio_asyncio
@@ -172,7 +173,7 @@ class Supervisor:
         self._lines: dict[str, collections.deque[RunHandle]] = collections.defaultdict(
             collections.deque
         )
-        self._thread_locks: dict[str, trio.Lock] = collections.defaultdict(trio.Lock)
+        self._thread_locks: dict[str, trio.Lock] = {}
         self._live = 0  # runs not finished yet
         self._idle = trio.Event()
         self._idle.set()
@@ -273,6 +274,17 @@ class Supervisor:
     def live_runs(self) -> int:
         return self._live
 
+    @contextlib.asynccontextmanager
+    async def _thread_lock(self, thread_id: str) -> AsyncIterator[None]:
+        """Serialise decisions about one thread; the lock lives only while in use."""
+        lock = self._thread_locks.setdefault(thread_id, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._thread_locks.pop(thread_id, None)
+
     # -- threads ----------------------------------------------------------------
 
     async def create_thread(
@@ -284,7 +296,7 @@ class Supervisor:
         owner: str = "",
     ) -> Thread:
         tid = thread_id or new_id()
-        async with self._thread_locks[tid]:
+        async with self._thread_lock(tid):
             existing = await self.store.get_thread(tid)
             if existing is not None:
                 if existing.owner != owner:
@@ -306,7 +318,7 @@ class Supervisor:
     async def delete_thread(self, thread_id: str, *, owner: str = "") -> None:
         """Cancel the thread's runs, wait for their final states, delete it all."""
         await self.get_thread(thread_id, owner=owner)
-        async with self._thread_locks[thread_id]:
+        async with self._thread_lock(thread_id):
             line = list(self._lines.get(thread_id, ()))
             for handle in line:
                 handle.cancel(CancelReason.USER)
@@ -341,7 +353,7 @@ class Supervisor:
         else:
             thread = await self._thread_for(request)
         tid = thread.thread_id
-        async with self._thread_locks[tid]:
+        async with self._thread_lock(tid):
             if not self.accepting:
                 raise ShuttingDown("the server is shutting down")
             line = self._lines[tid]
