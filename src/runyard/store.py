@@ -210,6 +210,7 @@ class SQLiteStore:
         self._lock_file: int | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._reader_db: sqlite_utils.Database | None = None  # wraps _reader, made once
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self.closed = False
@@ -234,6 +235,7 @@ class SQLiteStore:
             reader = _connect(self.path)
             reader.execute("PRAGMA query_only = 1")
             self._reader = reader
+            self._reader_db = sqlite_utils.Database(reader)
         except StoreUnusable:
             self._close_sync()
             raise
@@ -302,6 +304,7 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
         self._reader = self._writer = None
+        self._reader_db = None
         if self._lock_file is not None:
             os.close(self._lock_file)  # releases the flock
             self._lock_file = None
@@ -366,9 +369,9 @@ class SQLiteStore:
 
     async def _read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         def run() -> T:
-            if self._reader is None:
+            if self._reader_db is None:
                 raise StoreError("the database is closed")
-            return fn(sqlite_utils.Database(self._reader))
+            return fn(self._reader_db)
 
         delay = BACKOFF_START
         while True:
