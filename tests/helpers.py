@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -122,3 +124,24 @@ class ThreadedServer:
         assert self.server is not None
         trio.from_thread.run_sync(self.server.request_stop, trio_token=self.token)
         self._thread.join(60)
+
+
+@contextlib.asynccontextmanager
+async def serving(store: SQLiteStore) -> AsyncIterator[Supervisor]:
+    """Open ``store``, run a supervisor with the demo agents on it, then shut
+    both down (for tests that bring a store of their own)."""
+    import trio
+
+    from runyard.demo import demo_registry
+
+    await store.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            sup = Supervisor(store, demo_registry())
+            await nursery.start(sup.serve)
+            try:
+                yield sup
+            finally:
+                await sup.shutdown(0)
+    finally:
+        await store.aclose()

@@ -17,7 +17,7 @@ from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, Threa
 from runyard.store import SQLiteStore
 from runyard.supervisor import EngineSettings, RunRequest, Supervisor
 
-from .helpers import assert_gapless, collect, freeze, stored_events
+from .helpers import assert_gapless, collect, freeze, serving, stored_events
 
 pytestmark = pytest.mark.trio
 
@@ -444,32 +444,28 @@ class _FinalWritesFail(SQLiteStore):
 
 
 async def test_a_failed_final_write_ends_the_stream_with_error_details(
-    db_path: str, nursery: trio.Nursery
+    db_path: str,
 ) -> None:
     store = _FinalWritesFail(db_path)
-    await store.open()
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
-    handle = await sup.create_run(RunRequest("emitter", {"n": 3}))
-    events = await collect(sup, handle.run_id)
-    assert_gapless(events)
-    assert events[-1].value() == {
-        "run_id": handle.run_id,
-        "status": "success",
-        "error_details": "the final state could not be persisted",
-    }
-    # In memory the run is over; the store still says running, for recovery to repair.
-    run = await sup.wait_run(handle.run_id)
-    assert run.status is RunStatus.SUCCESS
-    assert handle.persist_error is not None
-    stored = await store.get_run(handle.run_id)
-    assert stored is not None
-    assert stored.status is RunStatus.RUNNING
-    # The supervisor stays healthy for the next run.
-    nxt = await sup.create_run(RunRequest("echo", {"ok": 1}))
-    assert (await sup.wait_run(nxt.run_id)).output == {"ok": 1}
-    await sup.shutdown(0)
-    await store.aclose()
+    async with serving(store) as sup:
+        handle = await sup.create_run(RunRequest("emitter", {"n": 3}))
+        events = await collect(sup, handle.run_id)
+        assert_gapless(events)
+        assert events[-1].value() == {
+            "run_id": handle.run_id,
+            "status": "success",
+            "error_details": "the final state could not be persisted",
+        }
+        # In memory the run is over; the store still says running, for recovery to repair.
+        run = await sup.wait_run(handle.run_id)
+        assert run.status is RunStatus.SUCCESS
+        assert handle.persist_error is not None
+        stored = await store.get_run(handle.run_id)
+        assert stored is not None
+        assert stored.status is RunStatus.RUNNING
+        # The supervisor stays healthy for the next run.
+        nxt = await sup.create_run(RunRequest("echo", {"ok": 1}))
+        assert (await sup.wait_run(nxt.run_id)).output == {"ok": 1}
 
 
 async def test_finished_runs_leave_memory_after_retention_but_stay_readable(
@@ -505,23 +501,19 @@ class _EventWriteFailsOnce(SQLiteStore):
 
 
 async def test_events_that_could_not_be_stored_fail_the_run_without_a_gap(
-    db_path: str, nursery: trio.Nursery
+    db_path: str,
 ) -> None:
     store = _EventWriteFailsOnce(db_path)
-    await store.open()
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
-    handle = await sup.create_run(RunRequest("emitter", {"n": 500, "delay": 0.001}))
-    run = await sup.wait_run(handle.run_id)
-    assert store.failed
-    assert run.status is RunStatus.ERROR
-    assert run.error is not None
-    assert run.error.error == "StoreError"
-    stored = await stored_events(store, handle.run_id)
-    assert_gapless(stored)
-    assert stored[-2].event == "error"
-    await sup.shutdown(0)
-    await store.aclose()
+    async with serving(store) as sup:
+        handle = await sup.create_run(RunRequest("emitter", {"n": 500, "delay": 0.001}))
+        run = await sup.wait_run(handle.run_id)
+        assert store.failed
+        assert run.status is RunStatus.ERROR
+        assert run.error is not None
+        assert run.error.error == "StoreError"
+        stored = await stored_events(store, handle.run_id)
+        assert_gapless(stored)
+        assert stored[-2].event == "error"
 
 
 async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> None:
