@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runyard.config import ConfigError, Settings, load
+from runyard.server import _hypercorn_config
 
 
 def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,6 +28,12 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert "shout" in s.registry().names()
     s = load(str(file), env={"RUNYARD_PORT": "3001"}, overrides={"port": 3002})
     assert s.port == 3002
+
+
+def test_the_listen_backlog_reaches_hypercorn() -> None:
+    # hypercorn's own default (100) turns a burst of new connections into 1 s SYN retries.
+    assert _hypercorn_config(load(env={})).backlog == 1024
+    assert _hypercorn_config(load(env={"RUNYARD_BACKLOG": "4096"})).backlog == 4096
 
 
 def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:

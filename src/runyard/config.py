@@ -38,6 +38,7 @@ class Settings:
     data_retention: float = 0.0  # seconds finished runs stay in the database; 0: forever
     http_graceful_timeout: float = 3.0  # seconds hypercorn waits for requests after the drain
     keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    backlog: int = 1024  # connections the kernel queues before accept (capped by somaxconn)
     max_body: int = 1024 * 1024  # bytes
     demo_agents: bool = True
     agents: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> module:attr

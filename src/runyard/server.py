@@ -215,6 +215,10 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("runyard.hypercorn")
     config.keep_alive_timeout = settings.keep_alive_timeout
+    # hypercorn's default backlog is 100: a burst of more new connections than
+    # that overflows the accept queue and the dropped SYNs are retried by the
+    # client only after a second (docs/benchmarks.md, workload 3).
+    config.backlog = settings.backlog
     return config
 
 
