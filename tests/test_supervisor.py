@@ -434,13 +434,73 @@ async def test_group_commit_batches_events_of_many_runs(supervisor: Supervisor) 
     assert supervisor.writer.transactions < 20 * 203 / 4
 
 
+async def test_a_run_without_a_thread_is_stored_with_a_new_thread_of_its_own(
+    supervisor: Supervisor, store: SQLiteStore
+) -> None:
+    handle = await supervisor.create_run(RunRequest("echo", {"x": 1}, owner="alice"))
+    thread = await store.get_thread(handle.run.thread_id)
+    assert thread is not None
+    assert thread.owner == "alice"
+    await supervisor.wait_run(handle.run_id, owner="alice")
+    thread = await store.get_thread(handle.run.thread_id)
+    assert thread is not None
+    assert (thread.status, thread.values) == (ThreadStatus.IDLE, {"x": 1})
+
+
+async def test_runs_starting_together_share_the_transactions_that_mark_them_running(
+    supervisor: Supervisor, store: SQLiteStore
+) -> None:
+    feed = supervisor.watch()
+    async with trio.open_nursery() as nursery:
+        for _ in range(100):
+            nursery.start_soon(supervisor.create_run, RunRequest("sleepy", {"delay": 60}))
+    running = set()
+    with trio.fail_after(10):
+        async for run in feed:
+            if run.status is RunStatus.RUNNING:
+                running.add(run.run_id)
+            if len(running) == 100:
+                break
+    for run_id in running:
+        assert (await _stored(store, run_id)).status is RunStatus.RUNNING
+    # 100 metadata events and 100 running marks, one transaction each unbatched.
+    assert supervisor.writer.transactions < 20
+
+
+class _RunningMarkFails(SQLiteStore):
+    """A store that cannot write the mark that a run is running."""
+
+    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
+        if running:
+            raise StoreError("database write failed: disk I/O error")
+        await super().commit(events, finals, running)
+
+
+async def test_a_run_that_cannot_be_marked_running_fails_before_its_agent_starts(
+    db_path: str,
+) -> None:
+    store = _RunningMarkFails(db_path)
+    async with serving(store) as sup:
+        handle = await sup.create_run(RunRequest("emitter", {"n": 3}))
+        run = await sup.wait_run(handle.run_id)
+        assert run.status is RunStatus.ERROR
+        assert run.error is not None
+        # The mark may share its failed transaction with the run's first event.
+        assert run.error.error == "StoreError"
+        assert run.error.message.endswith("could not be stored")
+        assert (await _stored(store, handle.run_id)).status is RunStatus.ERROR
+        stored = await stored_events(store, handle.run_id)
+        assert_gapless(stored)
+        assert "custom" not in [e.event for e in stored]
+
+
 class _FinalWritesFail(SQLiteStore):
     """A store whose final-state transactions fail, as on a full disk."""
 
-    async def commit(self, events: Any, finals: Any = ()) -> None:
+    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
         if finals:
             raise StoreError("database write failed: database or disk is full")
-        await super().commit(events, finals)
+        await super().commit(events, finals, running)
 
 
 async def test_a_failed_final_write_ends_the_stream_with_error_details(
@@ -492,12 +552,12 @@ class _EventWriteFailsOnce(SQLiteStore):
 
     failed = False
 
-    async def commit(self, events: Any, finals: Any = ()) -> None:
+    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
         customs = any(e.event == "custom" for e in events)
         if customs and not finals and not self.failed:
             self.failed = True
             raise StoreError("database write failed: disk I/O error")
-        await super().commit(events, finals)
+        await super().commit(events, finals, running)
 
 
 async def test_events_that_could_not_be_stored_fail_the_run_without_a_gap(

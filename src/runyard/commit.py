@@ -8,7 +8,9 @@ with the load by itself and an idle server commits each event at once.
 
 A run's final state goes through the same queue, behind the run's own
 events, so its ``end`` is committed and published after everything it emitted
-and finals of many runs (at shutdown, say) share transactions too.
+and finals of many runs (at shutdown, say) share transactions too. So does
+the ``running`` mark each run waits for before its agent starts: a burst of
+runs starting together shares a few transactions instead of one each.
 
 With ``durable=False`` (final-state durability) events are published at once
 and only written with the run's final state.
@@ -45,7 +47,15 @@ class _Final:
     counted: int = 0  # what it added to the writer's pending count
 
 
-_Op = tuple[RunLog, Event] | _Final
+@dataclasses.dataclass(slots=True)
+class _Running:
+    run_id: str
+    at: float
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    error: StoreError | None = None
+
+
+_Op = tuple[RunLog, Event] | _Final | _Running
 
 
 class CommitWriter:
@@ -55,6 +65,7 @@ class CommitWriter:
         self.store = store
         self.durable = durable
         self._queue: list[_Op] = []
+        self._batch: list[_Op] = []  # the batch being committed
         self._pending = 0
         self._wakeup = trio.Event()
         self._room = trio.Event()
@@ -107,6 +118,22 @@ class CommitWriter:
         if final.error is not None:
             raise final.error
 
+    async def mark_running(self, run_id: str, at: float) -> None:
+        """Commit that the run is running (batched with what else is queued).
+
+        Raises :class:`StoreError` when it could not be written. Cancelling the
+        wait does not withdraw the mark; it is committed before the run's final
+        state, which comes behind it in the queue.
+        """
+        if self._stopped.is_set():
+            raise StoreError("the commit writer has stopped")
+        op = _Running(run_id, at)
+        self._queue.append(op)
+        self._wakeup.set()
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+
     # -- the writer task ------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -120,9 +147,17 @@ class CommitWriter:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                     continue
-                await self._commit(self._take_batch())
+                self._batch = self._take_batch()
+                await self._commit(self._batch)
+                self._batch = []
         finally:
             self._stopped.set()
+            # Runs waiting to start must not wait forever for a writer that is gone.
+            # (Finals keep waiting: their cleanups end at the cleanup deadline.)
+            for op in self._batch + self._queue:
+                if isinstance(op, _Running) and not op.done.is_set():
+                    op.error = StoreError("the commit writer has stopped")
+                    op.done.set()
 
     async def aclose(self) -> None:
         """Stop after everything queued so far has been committed."""
@@ -134,7 +169,7 @@ class CommitWriter:
         count = 0
         cut = 0
         for cut, op in enumerate(self._queue, 1):  # noqa: B007
-            count += 1 if isinstance(op, tuple) else len(op.state.events)
+            count += len(op.state.events) if isinstance(op, _Final) else 1
             if count >= MAX_BATCH:
                 break
         batch = self._queue[:cut]
@@ -144,11 +179,15 @@ class CommitWriter:
     async def _commit(self, batch: list[_Op]) -> None:
         events: list[Event] = []
         finals: list[_Final] = []
+        running: list[_Running] = []
         publish: dict[RunLog, list[Event]] = defaultdict(list)
         for op in batch:
             if isinstance(op, tuple):
                 events.append(op[1])
                 publish[op[0]].append(op[1])
+                continue
+            if isinstance(op, _Running):
+                running.append(op)
                 continue
             finals.append(op)
             state = op.state
@@ -159,7 +198,9 @@ class CommitWriter:
             state.events = lost + state.events
             publish[op.log].extend(lost + [e for e in state.events if e.seq > op.log.published])
         try:
-            await self.store.commit(events, [f.state for f in finals])
+            await self.store.commit(
+                events, [f.state for f in finals], [(r.run_id, r.at) for r in running]
+            )
         except StoreError as exc:
             log.error("commit.failed", extra={"events": len(events), "finals": len(finals)})
             self._fail(batch, exc)
@@ -169,6 +210,8 @@ class CommitWriter:
                 run_log.publish(evs)
             for f in finals:
                 f.done.set()
+            for r in running:
+                r.done.set()
         self._pending -= len(events) + sum(f.counted for f in finals)
         if not self.full:
             self._room.set()
@@ -178,6 +221,11 @@ class CommitWriter:
         finals = {op.log: op for op in batch if isinstance(op, _Final)}
         ending: dict[RunLog, list[Event]] = defaultdict(list)
         for op in batch:
+            if isinstance(op, _Running):
+                op.error = StoreError("the run could not be marked running")
+                op.error.__cause__ = exc
+                op.done.set()
+                continue
             if not isinstance(op, tuple):
                 continue
             run_log, ev = op

@@ -82,7 +82,10 @@ class Store(Protocol):
     async def delete_thread(self, thread_id: str) -> None: ...
     async def set_thread_status(self, thread_id: str, status: ThreadStatus, at: float) -> None: ...
 
-    async def create_run(self, run: Run) -> None: ...
+    async def create_run(self, run: Run, thread: Thread | None = None) -> None:
+        """Insert a pending run and mark its thread busy; with ``thread``, insert that
+        new thread in the same transaction first."""
+
     async def get_run(self, run_id: str) -> Run | None: ...
     async def list_runs(
         self,
@@ -95,15 +98,20 @@ class Store(Protocol):
     ) -> list[Run]:
         """Runs newest first: of one thread, or of every thread when ``thread_id`` is None."""
 
-    async def mark_running(self, run_id: str, at: float) -> None: ...
     async def unfinished_runs(self) -> list[Run]: ...
     async def delete_run(self, run_id: str) -> None: ...
     async def purge(self, before: float, *, batch: int = 200) -> int: ...
 
     async def read_events(self, run_id: str, after_seq: int, limit: int) -> list[Event]: ...
     async def last_seq(self, run_id: str) -> int: ...
-    async def commit(self, events: Sequence[Event], finals: Sequence[FinalState] = ()) -> None:
-        """Write events and final states in one transaction, in the order given."""
+    async def commit(
+        self,
+        events: Sequence[Event],
+        finals: Sequence[FinalState] = (),
+        running: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Write events, ``running`` marks (run id, time) and final states, in that
+        order, in one transaction."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -387,18 +395,8 @@ class SQLiteStore:
     # -- threads --------------------------------------------------------------
 
     async def put_thread(self, thread: Thread) -> None:
-        row = (
-            thread.thread_id,
-            thread.owner,
-            thread.created_at,
-            thread.updated_at,
-            dumps(thread.metadata),
-            str(thread.status),
-            dumps(thread.values),
-        )
-        await self._write(
-            lambda c: c.execute("INSERT OR REPLACE INTO threads VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-        )
+        row = _thread_row(thread)
+        await self._write(lambda c: c.execute(INSERT_THREAD, row))
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         def get(db: sqlite_utils.Database) -> Thread | None:
@@ -452,7 +450,8 @@ class SQLiteStore:
 
     # -- runs -----------------------------------------------------------------
 
-    async def create_run(self, run: Run) -> None:
+    async def create_run(self, run: Run, thread: Thread | None = None) -> None:
+        new_thread = None if thread is None else _thread_row(thread)
         row = (
             run.run_id,
             run.thread_id,
@@ -471,6 +470,8 @@ class SQLiteStore:
         )
 
         def create(c: sqlite3.Connection) -> None:
+            if new_thread is not None:
+                c.execute(INSERT_THREAD, new_thread)
             c.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             c.execute(
                 "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
@@ -510,13 +511,6 @@ class SQLiteStore:
             return [_row_to_run(r) for r in rows]
 
         return await self._read(query)
-
-    async def mark_running(self, run_id: str, at: float) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", (at, run_id)
-            )
-        )
 
     async def unfinished_runs(self) -> list[Run]:
         def query(db: sqlite_utils.Database) -> list[Run]:
@@ -584,11 +578,20 @@ class SQLiteStore:
 
         return await self._read(query)
 
-    async def commit(self, events: Sequence[Event], finals: Sequence[FinalState] = ()) -> None:
+    async def commit(
+        self,
+        events: Sequence[Event],
+        finals: Sequence[FinalState] = (),
+        running: Sequence[tuple[str, float]] = (),
+    ) -> None:
         event_rows = _event_rows(events)
+        running_rows = [(at, run_id) for run_id, at in running]
 
         def write(c: sqlite3.Connection) -> None:
             c.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", event_rows)
+            c.executemany(
+                "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", running_rows
+            )
             for f in finals:
                 if f.delete:
                     c.execute("DELETE FROM events WHERE run_id = ?", (f.run_id,))
@@ -627,3 +630,16 @@ class SQLiteStore:
 
 
 _MISSING = object()
+INSERT_THREAD = "INSERT OR REPLACE INTO threads VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _thread_row(thread: Thread) -> tuple[str | float, ...]:
+    return (
+        thread.thread_id,
+        thread.owner,
+        thread.created_at,
+        thread.updated_at,
+        dumps(thread.metadata),
+        str(thread.status),
+        dumps(thread.values),
+    )

@@ -348,8 +348,11 @@ class Supervisor:
         agent = self.agents.get(request.assistant_id)
         if agent is None:
             raise NotFound(f"assistant {request.assistant_id!r} not found")
+        new_thread: Thread | None = None
         if request.thread_id is None:
-            thread = await self.create_thread(owner=request.owner)
+            # A fresh id cannot exist yet: the thread is written with the run.
+            ts = now()
+            thread = new_thread = Thread(new_id(), ts, ts, {}, owner=request.owner)
         else:
             thread = await self._thread_for(request)
         tid = thread.thread_id
@@ -375,7 +378,7 @@ class Supervisor:
             )
             # From here on the run exists: no cancel may leave it half made.
             with trio.CancelScope(shield=True):
-                await self.store.create_run(run)
+                await self.store.create_run(run, new_thread)
                 handle = self._admit(run, request, agent)
             if strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
                 reason = (
@@ -620,6 +623,8 @@ class Supervisor:
             info = ErrorInfo("AgentError", exc.message)
         elif isinstance(exc, LimitExceeded):
             info = ErrorInfo("LimitExceeded", str(exc))
+        elif isinstance(exc, StoreError):
+            info = ErrorInfo("StoreError", "the run's state could not be stored")
         else:
             info = ErrorInfo(type(exc).__name__, "the agent failed; details are in the server log")
         log.error(
@@ -636,7 +641,7 @@ class Supervisor:
 
     async def _mark_running(self, handle: RunHandle) -> None:
         ts = now()
-        await self.store.mark_running(handle.run_id, ts)
+        await self.writer.mark_running(handle.run_id, ts)
         handle.run.status = RunStatus.RUNNING
         handle.run.updated_at = ts
         self._announce(handle.run)
