@@ -14,7 +14,7 @@ from runyard.agents import Agent, RunContext
 from runyard.demo import demo_registry
 from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
 from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, ThreadStatus
-from runyard.store import SQLiteStore
+from runyard.store import Batch, SQLiteStore
 from runyard.supervisor import EngineSettings, RunRequest, Supervisor
 
 from .helpers import assert_gapless, collect, freeze, serving, stored_events
@@ -447,7 +447,7 @@ async def test_a_run_without_a_thread_is_stored_with_a_new_thread_of_its_own(
     assert (thread.status, thread.values) == (ThreadStatus.IDLE, {"x": 1})
 
 
-async def test_runs_starting_together_share_the_transactions_that_mark_them_running(
+async def test_runs_created_together_share_their_transactions(
     supervisor: Supervisor, store: SQLiteStore
 ) -> None:
     feed = supervisor.watch()
@@ -463,17 +463,17 @@ async def test_runs_starting_together_share_the_transactions_that_mark_them_runn
                 break
     for run_id in running:
         assert (await _stored(store, run_id)).status is RunStatus.RUNNING
-    # 100 metadata events and 100 running marks, one transaction each unbatched.
+    # 100 new rows, 100 metadata events and 100 running marks: 300 transactions unbatched.
     assert supervisor.writer.transactions < 20
 
 
 class _RunningMarkFails(SQLiteStore):
     """A store that cannot write the mark that a run is running."""
 
-    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
-        if running:
+    async def commit(self, batch: Batch) -> None:
+        if batch.running:
             raise StoreError("database write failed: disk I/O error")
-        await super().commit(events, finals, running)
+        await super().commit(batch)
 
 
 async def test_a_run_that_cannot_be_marked_running_fails_before_its_agent_starts(
@@ -497,10 +497,10 @@ async def test_a_run_that_cannot_be_marked_running_fails_before_its_agent_starts
 class _FinalWritesFail(SQLiteStore):
     """A store whose final-state transactions fail, as on a full disk."""
 
-    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
-        if finals:
+    async def commit(self, batch: Batch) -> None:
+        if batch.finals:
             raise StoreError("database write failed: database or disk is full")
-        await super().commit(events, finals, running)
+        await super().commit(batch)
 
 
 async def test_a_failed_final_write_ends_the_stream_with_error_details(
@@ -552,12 +552,12 @@ class _EventWriteFailsOnce(SQLiteStore):
 
     failed = False
 
-    async def commit(self, events: Any, finals: Any = (), running: Any = ()) -> None:
-        customs = any(e.event == "custom" for e in events)
-        if customs and not finals and not self.failed:
+    async def commit(self, batch: Batch) -> None:
+        customs = any(e.event == "custom" for e in batch.events)
+        if customs and not batch.finals and not self.failed:
             self.failed = True
             raise StoreError("database write failed: disk I/O error")
-        await super().commit(events, finals, running)
+        await super().commit(batch)
 
 
 async def test_events_that_could_not_be_stored_fail_the_run_without_a_gap(

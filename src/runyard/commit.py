@@ -8,9 +8,10 @@ with the load by itself and an idle server commits each event at once.
 
 A run's final state goes through the same queue, behind the run's own
 events, so its ``end`` is committed and published after everything it emitted
-and finals of many runs (at shutdown, say) share transactions too. So does
-the ``running`` mark each run waits for before its agent starts: a burst of
-runs starting together shares a few transactions instead of one each.
+and finals of many runs (at shutdown, say) share transactions too. So do a
+new run's row (with its new thread) and the ``running`` mark each run waits
+for before its agent starts: a burst of runs created together shares a few
+transactions instead of several each.
 
 With ``durable=False`` (final-state durability) events are published at once
 and only written with the run's final state.
@@ -27,8 +28,8 @@ import trio
 
 from .errors import StoreError
 from .events import RunLog
-from .model import JSON, Event, dumps
-from .store import FinalState, Store
+from .model import JSON, Event, Run, Thread, dumps
+from .store import Batch, FinalState, Store
 
 log = logging.getLogger("runyard.commit")
 
@@ -48,14 +49,16 @@ class _Final:
 
 
 @dataclasses.dataclass(slots=True)
-class _Running:
-    run_id: str
-    at: float
+class _Row:
+    """A run's new row (``created``) or its running mark; the caller waits for it."""
+
+    created: tuple[Run, Thread | None] | None = None
+    running: tuple[str, float] | None = None
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     error: StoreError | None = None
 
 
-_Op = tuple[RunLog, Event] | _Final | _Running
+_Op = tuple[RunLog, Event] | _Final | _Row
 
 
 class CommitWriter:
@@ -118,16 +121,25 @@ class CommitWriter:
         if final.error is not None:
             raise final.error
 
-    async def mark_running(self, run_id: str, at: float) -> None:
-        """Commit that the run is running (batched with what else is queued).
+    async def create(self, run: Run, thread: Thread | None) -> None:
+        """Commit a new pending run (after ``thread``, new too, if given).
 
         Raises :class:`StoreError` when it could not be written. Cancelling the
-        wait does not withdraw the mark; it is committed before the run's final
-        state, which comes behind it in the queue.
+        wait does not withdraw it: callers shield it.
         """
+        await self._acknowledged(_Row(created=(run, thread)))
+
+    async def mark_running(self, run_id: str, at: float) -> None:
+        """Commit that the run is running; raises :class:`StoreError` if it could not.
+
+        Cancelling the wait does not withdraw the mark; it is committed before
+        the run's final state, which comes behind it in the queue.
+        """
+        await self._acknowledged(_Row(running=(run_id, at)))
+
+    async def _acknowledged(self, op: _Row) -> None:
         if self._stopped.is_set():
             raise StoreError("the commit writer has stopped")
-        op = _Running(run_id, at)
         self._queue.append(op)
         self._wakeup.set()
         await op.done.wait()
@@ -155,7 +167,7 @@ class CommitWriter:
             # Runs waiting to start must not wait forever for a writer that is gone.
             # (Finals keep waiting: their cleanups end at the cleanup deadline.)
             for op in self._batch + self._queue:
-                if isinstance(op, _Running) and not op.done.is_set():
+                if isinstance(op, _Row) and not op.done.is_set():
                     op.error = StoreError("the commit writer has stopped")
                     op.done.set()
 
@@ -176,43 +188,45 @@ class CommitWriter:
         del self._queue[:cut]
         return batch
 
-    async def _commit(self, batch: list[_Op]) -> None:
-        events: list[Event] = []
+    async def _commit(self, ops: list[_Op]) -> None:
+        batch = Batch()
         finals: list[_Final] = []
-        running: list[_Running] = []
+        rows: list[_Row] = []
         publish: dict[RunLog, list[Event]] = defaultdict(list)
-        for op in batch:
+        for op in ops:
             if isinstance(op, tuple):
-                events.append(op[1])
+                batch.events.append(op[1])
                 publish[op[0]].append(op[1])
-                continue
-            if isinstance(op, _Running):
-                running.append(op)
-                continue
-            finals.append(op)
-            state = op.state
-            lost = self._lost.pop(state.run_id, [])
-            if not self.durable:
-                # The published events were kept in memory only; store them now.
-                state.events = op.log.events() + state.events
-            state.events = lost + state.events
-            publish[op.log].extend(lost + [e for e in state.events if e.seq > op.log.published])
+            elif isinstance(op, _Row):
+                rows.append(op)
+                if op.created is not None:
+                    batch.created.append(op.created)
+                if op.running is not None:
+                    batch.running.append(op.running)
+            else:
+                finals.append(op)
+                state = op.state
+                lost = self._lost.pop(state.run_id, [])
+                if not self.durable:
+                    # The published events were kept in memory only; store them now.
+                    state.events = op.log.events() + state.events
+                state.events = lost + state.events
+                batch.finals.append(state)
+                publish[op.log].extend(lost + [e for e in state.events if e.seq > op.log.published])
         try:
-            await self.store.commit(
-                events, [f.state for f in finals], [(r.run_id, r.at) for r in running]
-            )
+            await self.store.commit(batch)
         except StoreError as exc:
-            log.error("commit.failed", extra={"events": len(events), "finals": len(finals)})
-            self._fail(batch, exc)
+            log.error("commit.failed", extra={"events": len(batch.events), "finals": len(finals)})
+            self._fail(ops, exc)
         else:
             self.transactions += 1
             for run_log, evs in publish.items():
                 run_log.publish(evs)
             for f in finals:
                 f.done.set()
-            for r in running:
-                r.done.set()
-        self._pending -= len(events) + sum(f.counted for f in finals)
+            for row in rows:
+                row.done.set()
+        self._pending -= len(batch.events) + sum(f.counted for f in finals)
         if not self.full:
             self._room.set()
             self._room = trio.Event()
@@ -221,8 +235,8 @@ class CommitWriter:
         finals = {op.log: op for op in batch if isinstance(op, _Final)}
         ending: dict[RunLog, list[Event]] = defaultdict(list)
         for op in batch:
-            if isinstance(op, _Running):
-                op.error = StoreError("the run could not be marked running")
+            if isinstance(op, _Row):
+                op.error = StoreError("the run's row could not be written")
                 op.error.__cause__ = exc
                 op.done.set()
                 continue

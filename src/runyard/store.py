@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
@@ -69,6 +69,19 @@ class FinalState:
     delete: bool = False  # rollback: remove the run and its events instead
 
 
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """What one transaction writes, applied in this order."""
+
+    created: list[tuple[Run, Thread | None]] = dataclasses.field(default_factory=list)
+    """New pending runs, each with the new thread to insert first (or None), the
+    thread then marked busy."""
+    events: list[Event] = dataclasses.field(default_factory=list)
+    running: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    """(run id, time) of runs that are now running."""
+    finals: list[FinalState] = dataclasses.field(default_factory=list)
+
+
 class Store(Protocol):
     """What runyard needs from a database. A PostgreSQL store implements this too."""
 
@@ -81,10 +94,6 @@ class Store(Protocol):
     ) -> list[Thread]: ...
     async def delete_thread(self, thread_id: str) -> None: ...
     async def set_thread_status(self, thread_id: str, status: ThreadStatus, at: float) -> None: ...
-
-    async def create_run(self, run: Run, thread: Thread | None = None) -> None:
-        """Insert a pending run and mark its thread busy; with ``thread``, insert that
-        new thread in the same transaction first."""
 
     async def get_run(self, run_id: str) -> Run | None: ...
     async def list_runs(
@@ -104,14 +113,8 @@ class Store(Protocol):
 
     async def read_events(self, run_id: str, after_seq: int, limit: int) -> list[Event]: ...
     async def last_seq(self, run_id: str) -> int: ...
-    async def commit(
-        self,
-        events: Sequence[Event],
-        finals: Sequence[FinalState] = (),
-        running: Sequence[tuple[str, float]] = (),
-    ) -> None:
-        """Write events, ``running`` marks (run id, time) and final states, in that
-        order, in one transaction."""
+    async def commit(self, batch: Batch) -> None:
+        """Write the batch in one transaction (all of it or, raising, none)."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -450,36 +453,6 @@ class SQLiteStore:
 
     # -- runs -----------------------------------------------------------------
 
-    async def create_run(self, run: Run, thread: Thread | None = None) -> None:
-        new_thread = None if thread is None else _thread_row(thread)
-        row = (
-            run.run_id,
-            run.thread_id,
-            run.owner,
-            run.assistant_id,
-            run.created_at,
-            run.updated_at,
-            str(run.status),
-            None,
-            None,
-            dumps(None),
-            dumps(run.metadata),
-            dumps(run.kwargs),
-            str(run.multitask_strategy),
-            run.attempt,
-        )
-
-        def create(c: sqlite3.Connection) -> None:
-            if new_thread is not None:
-                c.execute(INSERT_THREAD, new_thread)
-            c.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            c.execute(
-                "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
-                (run.created_at, run.thread_id),
-            )
-
-        await self._write(create)
-
     async def get_run(self, run_id: str) -> Run | None:
         def get(db: sqlite_utils.Database) -> Run | None:
             rows = list(db.table("runs").rows_where("run_id = ?", [run_id]))
@@ -578,16 +551,20 @@ class SQLiteStore:
 
         return await self._read(query)
 
-    async def commit(
-        self,
-        events: Sequence[Event],
-        finals: Sequence[FinalState] = (),
-        running: Sequence[tuple[str, float]] = (),
-    ) -> None:
-        event_rows = _event_rows(events)
-        running_rows = [(at, run_id) for run_id, at in running]
+    async def commit(self, batch: Batch) -> None:
+        thread_rows = [_thread_row(t) for _, t in batch.created if t is not None]
+        run_rows = [_run_row(r) for r, _ in batch.created]
+        busy_rows = [(r.created_at, r.thread_id) for r, _ in batch.created]
+        event_rows = _event_rows(batch.events)
+        running_rows = [(at, run_id) for run_id, at in batch.running]
+        finals = batch.finals
 
         def write(c: sqlite3.Connection) -> None:
+            c.executemany(INSERT_THREAD, thread_rows)
+            c.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * 14)})", run_rows)
+            c.executemany(
+                "UPDATE threads SET status = 'busy', updated_at = ? WHERE thread_id = ?", busy_rows
+            )
             c.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", event_rows)
             c.executemany(
                 "UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ?", running_rows
@@ -631,6 +608,25 @@ class SQLiteStore:
 
 _MISSING = object()
 INSERT_THREAD = "INSERT OR REPLACE INTO threads VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _run_row(run: Run) -> tuple[str | float | None, ...]:
+    return (
+        run.run_id,
+        run.thread_id,
+        run.owner,
+        run.assistant_id,
+        run.created_at,
+        run.updated_at,
+        str(run.status),
+        None,
+        None,
+        dumps(None),
+        dumps(run.metadata),
+        dumps(run.kwargs),
+        str(run.multitask_strategy),
+        run.attempt,
+    )
 
 
 def _thread_row(thread: Thread) -> tuple[str | float, ...]:

@@ -58,7 +58,7 @@ from .model import (
     now,
     thread_status_after,
 )
-from .store import FinalState, Store
+from .store import Batch, FinalState, Store
 
 log = logging.getLogger("runyard.supervisor")
 
@@ -378,7 +378,7 @@ class Supervisor:
             )
             # From here on the run exists: no cancel may leave it half made.
             with trio.CancelScope(shield=True):
-                await self.store.create_run(run, new_thread)
+                await self.writer.create(run, new_thread)
                 handle = self._admit(run, request, agent)
             if strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
                 reason = (
@@ -764,7 +764,7 @@ class Supervisor:
             events=events,
             thread_status=ThreadStatus.INTERRUPTED,
         )
-        await self.store.commit([], [state])
+        await self.store.commit(Batch(finals=[state]))
         log.info("run.recovered", extra={"run_id": run.run_id, "status": "interrupted"})
 
 
