@@ -181,8 +181,24 @@ def sdk_client(url: str, pool: int) -> Any:
     return LangGraphClient(httpx.AsyncClient(base_url=url, transport=transport, timeout=timeout))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process and its descendants so far; 0 if unknown."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child))
+    except OSError:
+        pass
+    return total
+
+
 async def w3_concurrent_waits(
-    url: str, runs: int, delay: float, pool: int | None = None
+    url: str, runs: int, delay: float, pool: int | None = None, server_pid: int | None = None
 ) -> dict[str, float]:
     # get_client's pool holds 100 connections: 200 waits then run in two waves.
     client = get_client(url=url, api_key=None) if pool is None else sdk_client(url, pool)
@@ -194,12 +210,70 @@ async def w3_concurrent_waits(
         assert result.get("done") == 1, result  # langgraph dev answers the whole state
         return time.monotonic() - began
 
+    try:
+        return await _all_at_once(one, runs, server_pid)
+    finally:
+        await client.aclose()
+
+
+async def w3_plain_client(
+    url: str, runs: int, delay: float, server_pid: int | None = None
+) -> dict[str, float]:
+    """Workload 3 from a minimal HTTP/1.1 client (h11, a connection per wait):
+    what the server does when the client costs next to nothing."""
+    import h11
+
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"assistant_id": "sleepy", "input": {"delay": delay}}).encode()
+    headers = [
+        ("Host", f"127.0.0.1:{port}"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+    ]
+
+    async def one() -> float:
+        began = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = h11.Connection(h11.CLIENT)
+        request = h11.Request(method="POST", target="/runs/wait", headers=headers)
+        writer.write(
+            conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+        )
+        status, chunks = 0, []
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        writer.close()
+        result = json.loads(b"".join(chunks))
+        assert status == 200, (status, result)
+        assert result.get("done") == 1, result
+        return time.monotonic() - began
+
+    return await _all_at_once(one, runs, server_pid)
+
+
+async def _all_at_once(
+    one: Callable[[], Awaitable[float]], runs: int, server_pid: int | None
+) -> dict[str, float]:
+    """Run ``one`` ``runs`` times concurrently; wall time, latencies, CPU on both sides."""
+    await one()  # what the client imports on its first call, before the clock starts
+    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
     began = time.monotonic()
     times = await asyncio.gather(*(one() for _ in range(runs)))
     return {
         "wall_s": time.monotonic() - began,
         "p50_s": pct(times, 0.5),
         "p99_s": pct(times, 0.99),
+        "client_cpu_s": time.process_time() - client_cpu,
+        "server_cpu_s": cpu_seconds(server_pid) - server_cpu,
     }
 
 
@@ -301,13 +375,15 @@ async def median(fn: Callable[[], Awaitable[dict[str, float]]], repeat: int) -> 
 
 async def measure(target: Target, sizes: Sizes, repeat: int, full: bool) -> dict[str, Any]:
     url = target.url
+    pid = None if target.proc is None else target.proc.pid
     out: dict[str, Any] = {}
     print(f"== {target.name}", flush=True)
     steps: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
         ("w1", lambda: w1_one_stream(url, sizes.w1_events)),
         ("w2", lambda: w2_concurrent_streams(url, sizes.w2_runs, sizes.w2_events)),
-        ("w3", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5)),
-        ("w3_pool", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5, pool=sizes.w3_runs * 2)),
+        ("w3", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5, server_pid=pid)),
+        ("w3_pool", lambda: w3_concurrent_waits(url, sizes.w3_runs, 0.5, 2 * sizes.w3_runs, pid)),
+        ("w3_plain", lambda: w3_plain_client(url, sizes.w3_runs, 0.5, pid)),
         ("w4", lambda: w4_first_event(url, sizes.w4_runs)),
     ]
     if full:
@@ -363,10 +439,19 @@ async def main(argv: list[str]) -> None:
         "final_only_events_per_s": final["events_per_s"],
     }
     print(f"  w8: {results['runyard']['w8']}", flush=True)
-    results["ceiling"] = await with_target(
-        ceiling(), lambda t: median(lambda: w1_one_stream(t.url, sizes.w1_events), repeat)
-    )
-    print(f"  ceiling w1: {results['ceiling']}", flush=True)
+
+    async def at_ceiling(t: Target) -> dict[str, Any]:
+        return {
+            "w1": await median(lambda: w1_one_stream(t.url, sizes.w1_events), repeat),
+            "w3": await median(lambda: w3_concurrent_waits(t.url, sizes.w3_runs, 0.5), repeat),
+            "w3_pool": await median(
+                lambda: w3_concurrent_waits(t.url, sizes.w3_runs, 0.5, 2 * sizes.w3_runs), repeat
+            ),
+            "w3_plain": await median(lambda: w3_plain_client(t.url, sizes.w3_runs, 0.5), repeat),
+        }
+
+    results["ceiling"] = await with_target(ceiling(), at_ceiling)
+    print(f"  ceiling: {results['ceiling']}", flush=True)
     if args.peer == "langgraph":
         results["langgraph"] = await with_target(
             langgraph_peer(), lambda t: measure(t, sizes, repeat, False)
@@ -420,6 +505,9 @@ def render(r: dict[str, Any], command: str) -> str:
         ("3b. the same, SDK pool of 400", f"wall {ry['w3_pool']['wall_s']:.2f} s, p50 {ry['w3_pool']['p50_s']:.2f} s,"
          f" p99 {ry['w3_pool']['p99_s']:.2f} s", p("w3_pool", "wall_s"),
          ratio(ry["w3_pool"]["wall_s"], p("w3_pool", "wall_s"), False)),
+        ("3c. the same, minimal h11 client", f"wall {ry['w3_plain']['wall_s']:.2f} s, p50 {ry['w3_plain']['p50_s']:.2f} s,"
+         f" p99 {ry['w3_plain']['p99_s']:.2f} s", p("w3_plain", "wall_s"),
+         ratio(ry["w3_plain"]["wall_s"], p("w3_plain", "wall_s"), False)),
         ("4. call to first event, 100 runs", f"p50 {ry['w4']['p50_ms']:.1f} ms, p99 {ry['w4']['p99_ms']:.1f} ms",
          p("w4", "p50_ms"), ratio(ry["w4"]["p50_ms"], p("w4", "p50_ms"), False)),
         ("5. fan-out, 100 subscribers", f"{ry['w5']['events_per_s']:,.0f} events/s delivered", None, "n/a"),
@@ -441,14 +529,40 @@ def render(r: dict[str, Any], command: str) -> str:
     for name, ours, theirs, rat in rows:
         shown = "not run" if theirs is None else f"{theirs:,.2f}"
         lines.append(f"| {name} | {ours} | {shown} | {rat} |")
-    ceil = r["ceiling"]["events_per_s"]
+    ceil = r["ceiling"]
     lines += [
         "",
         f"Ceiling (the same client against a trio server that only writes pre-encoded SSE"
-        f" frames): {ceil:,.0f} events/s; runyard's workload 1 is"
-        f" {ry['w1']['events_per_s'] / ceil:.0%} of it.",
+        f" frames): {ceil['w1']['events_per_s']:,.0f} events/s; runyard's workload 1 is"
+        f" {ry['w1']['events_per_s'] / ceil['w1']['events_per_s']:.0%} of it.",
+        "",
+        "Workload 3 by client. Ceiling: a server that only sleeps 0.5 s and answers."
+        " CPU: seconds used by the server process and by the client during the 200 waits.",
+        "",
+        "| client | ceiling wall | runyard wall | runyard CPU, server / client"
+        " | langgraph dev wall | peer CPU, server / client |",
+        "|---|---|---|---|---|---|",
     ]
+    for key, name in W3_CLIENTS.items():
+        ours = ry[key]
+        peer_wall = "not run" if peer is None else f"{peer[key]['wall_s']:.2f} s"
+        their_cpu = (
+            "n/a"
+            if peer is None
+            else f"{peer[key]['server_cpu_s']:.2f} / {peer[key]['client_cpu_s']:.2f} s"
+        )
+        lines.append(
+            f"| {name} | {ceil[key]['wall_s']:.2f} s | {ours['wall_s']:.2f} s"
+            f" | {ours['server_cpu_s']:.2f} / {ours['client_cpu_s']:.2f} s | {peer_wall} | {their_cpu} |"
+        )
     return "\n".join(lines)
+
+
+W3_CLIENTS = {
+    "w3": "langgraph-sdk get_client() (pool of 100)",
+    "w3_pool": "langgraph-sdk, httpx pool of 400",
+    "w3_plain": "minimal h11 client, a connection per wait",
+}
 
 
 if __name__ == "__main__":

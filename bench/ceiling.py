@@ -1,8 +1,10 @@
-"""The ceiling for workload 1: a trio HTTP server that only writes pre-encoded SSE.
+"""The ceilings for workloads 1 and 3: a trio HTTP server that does no work.
 
 It answers ``POST /runs/stream`` with a metadata frame, N custom frames and an
-end frame, all encoded before the first byte is sent, and ``GET /ok``. No
-store, no supervisor: what the client and the loopback can do at best.
+end frame, all encoded before the first byte is sent; ``POST /runs/wait``
+with a fixed JSON body once ``input.delay`` seconds have passed; and
+``GET /ok``. No store, no supervisor: what the client and the loopback can do
+at best.
 Usage: ``python bench/ceiling.py PORT``.
 """
 
@@ -16,6 +18,12 @@ import trio
 HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
     b"Content-Location: /threads/t/runs/r\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+WAITED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Location: /threads/t/runs/r\r\n"
+    b'Content-Length: 10\r\n\r\n{"done":1}'
 )
 
 
@@ -59,7 +67,12 @@ async def handle(stream: trio.SocketStream) -> None:
                     b'Content-Length: 11\r\n\r\n{"ok":true}'
                 )
                 continue
-            n = json.loads(body or b"{}").get("input", {}).get("n", 10)
+            given = json.loads(body or b"{}").get("input", {})
+            if "/runs/wait " in lines[0]:
+                await trio.sleep(float(given.get("delay", 0)))
+                await stream.send_all(WAITED)
+                continue
+            n = given.get("n", 10)
             await stream.send_all(HEAD + frames(n) + b"0\r\n\r\n")
     except trio.BrokenResourceError:
         return
