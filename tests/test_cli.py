@@ -79,3 +79,18 @@ async def test_clear_errors_for_bad_input_and_unknown_ids(server: Server) -> Non
     assert code == 2
     code, _ = await cli(server, "run", "echo", "--input", "{oops")
     assert code == 2
+
+
+async def test_the_server_process_keeps_the_collector_off_the_request_path() -> None:
+    import gc
+
+    from runyard.cli import GC_YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's reach
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
