@@ -6,9 +6,11 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
-from runyard.events import SUBSCRIBER_BUFFER, TAIL_EVENTS
-from runyard.model import RunStatus
+from runyard.events import SUBSCRIBER_BUFFER, TAIL_EVENTS, LocalEventBus
+from runyard.model import Event, RunStatus
+from runyard.store import SQLiteStore
 from runyard.supervisor import RunRequest, Supervisor
 
 from .helpers import assert_gapless, collect
@@ -69,3 +71,25 @@ async def test_a_finished_run_replays_from_the_store(supervisor: Supervisor) -> 
     events = await collect(supervisor, handle.run_id, 9)
     assert [e.seq for e in events] == list(range(10, 33))
     assert events[-1].event == "end"
+
+
+async def test_batches_waiting_for_a_subscriber_reach_it_as_one(store: SQLiteStore) -> None:
+    # Final-state durability publishes event by event; a reader that wakes up
+    # once should write them all at once, the end included.
+    bus = LocalEventBus(store)
+    log = bus.open("r1")
+    sub = bus.subscribe("r1")
+    got: list[list[Event]] = []
+
+    async def read() -> None:
+        while (batch := await sub.next()) is not None:
+            got.append(batch)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(4):
+            log.publish([Event.make("r1", log.take_seq(), "custom", {"i": i})])
+        log.publish([Event.make("r1", log.take_seq(), "end", {"run_id": "r1"})])
+    assert [[e.seq for e in batch] for batch in got] == [[0, 1, 2, 3, 4]]
+    assert sub.done
