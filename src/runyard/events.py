@@ -188,7 +188,9 @@ class Subscription:
                 self._receive = None
                 self._catching_up = True
                 break
-            joined = [*(joined or batch), *more]
+            if joined is None:
+                joined = list(batch)  # batches are shared by every subscriber
+            joined.extend(more)
         return batch if joined is None else joined
 
     async def _catch_up(self) -> list[Event]:
