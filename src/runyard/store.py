@@ -93,7 +93,6 @@ class Store(Protocol):
         self, *, owner: str, metadata: dict[str, JSON], status: str | None, limit: int, offset: int
     ) -> list[Thread]: ...
     async def delete_thread(self, thread_id: str) -> None: ...
-    async def set_thread_status(self, thread_id: str, status: ThreadStatus, at: float) -> None: ...
 
     async def get_run(self, run_id: str) -> Run | None: ...
     async def list_runs(
@@ -442,14 +441,6 @@ class SQLiteStore:
             c.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
 
         await self._write(delete)
-
-    async def set_thread_status(self, thread_id: str, status: ThreadStatus, at: float) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE threads SET status = ?, updated_at = ? WHERE thread_id = ?",
-                (str(status), at, thread_id),
-            )
-        )
 
     # -- runs -----------------------------------------------------------------
 
