@@ -15,7 +15,7 @@ from runyard.config import Settings
 from runyard.demo import demo_registry
 from runyard.server import Server, serve
 from runyard.store import SQLiteStore
-from runyard.supervisor import EngineSettings, Supervisor
+from runyard.supervisor import Supervisor
 
 # Every test gets a hard time limit, so a hang fails instead of stalling CI.
 TEST_TIMEOUT = float(os.environ.get("RUNYARD_TEST_TIMEOUT", "60"))
@@ -44,7 +44,7 @@ async def supervisor(
     # SQLite thread works, and would trip any cleanup deadline (STACK_NOTES).
     mock_time = "autojump_clock" in request.fixturenames
     deadline = math.inf if mock_time else 5.0
-    sup = Supervisor(store, demo_registry(), EngineSettings(cleanup_deadline=deadline))
+    sup = Supervisor(store, demo_registry(), Settings(cleanup_deadline=deadline))
     await nursery.start(sup.serve)
     yield sup
     await sup.shutdown(grace=0)

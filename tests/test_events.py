@@ -11,7 +11,8 @@ import trio.testing
 from runyard.events import SUBSCRIBER_BUFFER, TAIL_EVENTS, LocalEventBus
 from runyard.model import Event, RunStatus
 from runyard.store import SQLiteStore
-from runyard.supervisor import RunRequest, Supervisor
+from runyard.model import RunRequest
+from runyard.supervisor import Supervisor
 
 from .helpers import assert_gapless, collect
 

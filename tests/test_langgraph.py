@@ -176,7 +176,8 @@ async def test_a_background_run_without_stream_mode_logs_every_mode(lg_server: S
 
 async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -> None:
     from runyard.store import SQLiteStore
-    from runyard.supervisor import RunRequest, Supervisor
+    from runyard.model import RunRequest
+    from runyard.supervisor import Supervisor
 
     from .helpers import assert_gapless, freeze
 

@@ -15,7 +15,9 @@ from runyard.demo import demo_registry
 from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
 from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, ThreadStatus
 from runyard.store import Batch, SQLiteStore
-from runyard.supervisor import EngineSettings, RunRequest, Supervisor
+from runyard.config import Settings
+from runyard.model import RunRequest
+from runyard.supervisor import Supervisor
 
 from .helpers import assert_gapless, collect, freeze, serving, stored_events
 
@@ -416,7 +418,7 @@ async def test_restart_closes_running_runs_and_restarts_pending_ones(
 async def test_final_state_durability_writes_the_log_with_the_final_state(
     store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(store, demo_registry(), EngineSettings(durable=False))
+    sup = Supervisor(store, demo_registry(), Settings(durability="final"))
     await nursery.start(sup.serve)
     handle = await sup.create_run(RunRequest("emitter", {"n": 50}))
     live = await collect(sup, handle.run_id)
@@ -532,7 +534,7 @@ async def test_finished_runs_leave_memory_after_retention_but_stay_readable(
     autojump_clock: trio.testing.MockClock, store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
     sup = Supervisor(
-        store, demo_registry(), EngineSettings(cleanup_deadline=math.inf, retention=30)
+        store, demo_registry(), Settings(cleanup_deadline=math.inf, retention=30)
     )
     await nursery.start(sup.serve)
     handle = await sup.create_run(RunRequest("echo", {"v": 1}))

@@ -27,6 +27,13 @@ class ConfigError(Exception):
 
 @dataclasses.dataclass(slots=True)
 class Settings:
+    """Every setting of a runyard process, each default stated here and nowhere else.
+
+    The engine (:class:`~runyard.supervisor.Supervisor`) and the HTTP app read
+    this object as it is; :func:`load` fills it from a file, the environment
+    and flags.
+    """
+
     host: str = "127.0.0.1"
     port: int = 2024
     db: str = "./.runyard/runyard.sqlite3"
@@ -36,6 +43,7 @@ class Settings:
     heartbeat: float = 15.0  # seconds between heartbeat comments on an idle stream
     retention: float = 60.0  # seconds a finished run stays in memory
     data_retention: float = 0.0  # seconds finished runs stay in the database; 0: forever
+    purge_interval: float = 300.0  # seconds between purges, when data_retention is set
     http_graceful_timeout: float = 3.0  # seconds hypercorn waits for requests after the drain
     keep_alive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
     backlog: int = 1024  # connections the kernel queues before accept (capped by somaxconn)
@@ -56,6 +64,11 @@ class Settings:
     max_waits_per_owner: int = 1000
     max_event_bytes: int = 1024 * 1024
     max_events_per_run: int = 1_000_000
+
+    @property
+    def durable(self) -> bool:
+        """Whether each event is committed before it is published."""
+        return self.durability == "events"
 
     def bearer_tokens(self) -> dict[str, str]:
         """token -> owner, from ``tokens`` and ``tokens_file``."""

@@ -107,6 +107,23 @@ class Run:
 
 
 @dataclasses.dataclass(slots=True)
+class RunRequest:
+    """What a client asks for when it starts a run (already validated)."""
+
+    assistant_id: str
+    input: JSON = None
+    thread_id: str | None = None  # None: a new thread just for this run
+    metadata: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    config: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    stream_mode: list[str] = dataclasses.field(default_factory=lambda: ["values"])
+    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
+    if_not_exists: str = "reject"  # or "create"
+    after_seconds: float = 0.0
+    timeout_seconds: float | None = None
+    owner: str = ""
+
+
+@dataclasses.dataclass(slots=True)
 class Thread:
     thread_id: str
     created_at: float

@@ -31,9 +31,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import Settings
-from .http.app import HttpSettings, create_app
+from .http.app import create_app
 from .store import SQLiteStore
-from .supervisor import EngineSettings, Limits, Supervisor
+from .supervisor import Supervisor
 
 log = logging.getLogger("runyard.server")
 
@@ -80,37 +80,9 @@ async def serve(
     await store.open()
     try:
         async with trio.open_nursery() as root:
-            supervisor = Supervisor(
-                store,
-                registry,
-                EngineSettings(
-                    durable=settings.durability == "events",
-                    cleanup_deadline=settings.cleanup_deadline,
-                    retention=settings.retention,
-                    data_retention=settings.data_retention or None,
-                    limits=Limits(
-                        active_runs=settings.max_active_runs,
-                        active_runs_per_owner=settings.max_active_runs_per_owner,
-                        subscribers_per_run=settings.max_subscribers_per_run,
-                        waits_per_owner=settings.max_waits_per_owner,
-                        event_bytes=settings.max_event_bytes,
-                        events_per_run=settings.max_events_per_run,
-                    ),
-                ),
-            )
+            supervisor = Supervisor(store, registry, settings)
             await root.start(supervisor.serve)
-            app = create_app(
-                supervisor,
-                HttpSettings(
-                    heartbeat=settings.heartbeat,
-                    max_body=settings.max_body,
-                    durability=settings.durability,
-                    tokens=settings.bearer_tokens(),
-                    cors_origins=tuple(settings.cors_origins),
-                    max_metadata_bytes=settings.max_metadata_bytes,
-                ),
-            )
-            http = _Http(app)
+            http = _Http(create_app(supervisor, settings))
             binds: list[str] = await root.start(http.serve, _hypercorn_config(settings))
             url = binds[0]
             server = Server(url, int(url.rsplit(":", 1)[1]), supervisor, settings)

@@ -33,6 +33,7 @@ import trio_asyncio
 
 from .agents import Agent, AgentRegistry, AsyncioRunContext, RunContext
 from .commit import CommitWriter
+from .config import Settings
 from .errors import (
     AgentError,
     Conflict,
@@ -44,6 +45,7 @@ from .errors import (
 )
 from .events import EventBus, LocalEventBus, RunLog, Subscription
 from .model import (
+    RunRequest,
     JSON,
     CancelReason,
     ErrorInfo,
@@ -62,55 +64,8 @@ from .store import Batch, FinalState, Store
 
 log = logging.getLogger("runyard.supervisor")
 
-# How long a run's shielded cleanup may take to persist its final state.
-DEFAULT_CLEANUP_DEADLINE = 5.0
-# How long a finished run stays in memory for fast reads and joins.
-DEFAULT_RETENTION = 60.0
-# How long shutdown lets runs finish on their own before cancelling them.
-DEFAULT_GRACE = 10.0
 # Status changes a watcher (the dashboard's feed) may fall behind before it is dropped.
 WATCH_BUFFER = 1024
-# How often old runs are purged from the store, when a data retention is set.
-DEFAULT_PURGE_INTERVAL = 300.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    """Above these, new work is refused (429) or a misbehaving agent's run fails."""
-
-    active_runs: int = 5000  # pending or running, all owners together
-    active_runs_per_owner: int = 1000
-    subscribers_per_run: int = 2000  # open streams of one run
-    waits_per_owner: int = 1000  # open /wait and /join of one owner
-    event_bytes: int = 1024 * 1024  # one emitted event, as JSON
-    events_per_run: int = 1_000_000
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EngineSettings:
-    durable: bool = True  # commit each event before publishing it
-    cleanup_deadline: float = DEFAULT_CLEANUP_DEADLINE
-    retention: float = DEFAULT_RETENTION
-    data_retention: float | None = None  # seconds finished runs stay in the store; None: forever
-    purge_interval: float = DEFAULT_PURGE_INTERVAL
-    limits: Limits = dataclasses.field(default_factory=lambda: Limits())
-
-
-@dataclasses.dataclass(slots=True)
-class RunRequest:
-    """What a client asks for when it starts a run (already validated)."""
-
-    assistant_id: str
-    input: JSON = None
-    thread_id: str | None = None  # None: a new thread just for this run
-    metadata: dict[str, JSON] = dataclasses.field(default_factory=dict)
-    config: dict[str, JSON] = dataclasses.field(default_factory=dict)
-    stream_mode: list[str] = dataclasses.field(default_factory=lambda: ["values"])
-    multitask_strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE
-    if_not_exists: str = "reject"  # or "create"
-    after_seconds: float = 0.0
-    timeout_seconds: float | None = None
-    owner: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -157,13 +112,13 @@ class Supervisor:
         self,
         store: Store,
         agents: AgentRegistry,
-        settings: EngineSettings | None = None,
+        settings: Settings | None = None,
         *,
         bus: EventBus | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
-        self.settings = settings or EngineSettings()
+        self.settings = settings or Settings()
         self.bus: EventBus = bus or LocalEventBus(store, keep_all=not self.settings.durable)
         self.writer = CommitWriter(store, durable=self.settings.durable)
         self.writer.on_lost = self._events_lost
@@ -204,7 +159,7 @@ class Supervisor:
                 async with trio.open_nursery() as runs:
                     self._nursery = runs
                     await self._recover()
-                    if self.settings.data_retention is not None:
+                    if self.settings.data_retention:
                         runs.start_soon(self._purge_forever, self.settings.data_retention)
                     self.accepting = True
                     task_status.started()
@@ -220,7 +175,7 @@ class Supervisor:
         with scope:
             await self.writer.serve()
 
-    async def shutdown(self, grace: float = DEFAULT_GRACE) -> None:
+    async def shutdown(self, grace: float | None = None) -> None:
         """Stop taking runs, let them finish for ``grace`` s, cancel the rest, drain.
 
         Calling it again while a drain is under way ends the grace period at
@@ -234,7 +189,7 @@ class Supervisor:
             await self.wait_idle()
             return
         began = trio.current_time()
-        with trio.move_on_after(grace) as self._grace_scope:
+        with trio.move_on_after(self.settings.grace if grace is None else grace) as self._grace_scope:
             await self.wait_idle()
         log.info(
             "shutdown.grace_over",
@@ -328,6 +283,20 @@ class Supervisor:
             for handle in line:
                 self._forget(handle)
 
+    async def search_threads(
+        self,
+        *,
+        owner: str = "",
+        metadata: dict[str, JSON] | None = None,
+        status: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[Thread]:
+        """The owner's threads, newest first, whose metadata holds every pair given."""
+        return await self.store.search_threads(
+            owner=owner, metadata=metadata or {}, status=status, limit=limit, offset=offset
+        )
+
     # -- runs -------------------------------------------------------------------
 
     async def create_run(self, request: RunRequest) -> RunHandle:
@@ -338,12 +307,12 @@ class Supervisor:
         """
         if not self.accepting:
             raise ShuttingDown("the server is shutting down")
-        limits = self.settings.limits
-        if self._live >= limits.active_runs:
-            raise TooManyRequests(f"the server has {limits.active_runs} active runs; retry later")
-        if self._active_by_owner[request.owner] >= limits.active_runs_per_owner:
+        limits = self.settings
+        if self._live >= limits.max_active_runs:
+            raise TooManyRequests(f"the server has {limits.max_active_runs} active runs; retry later")
+        if self._active_by_owner[request.owner] >= limits.max_active_runs_per_owner:
             raise TooManyRequests(
-                f"you have {limits.active_runs_per_owner} active runs; retry when some end"
+                f"you have {limits.max_active_runs_per_owner} active runs; retry when some end"
             )
         agent = self.agents.get(request.assistant_id)
         if agent is None:
@@ -492,6 +461,12 @@ class Supervisor:
             await handle.finished.wait()
         return handle.run
 
+    def cancel_nowait(self, run_id: str, reason: CancelReason) -> None:
+        """Ask a live run to stop without waiting (a client that left, say)."""
+        handle = self._runs.get(run_id)
+        if handle is not None:
+            handle.cancel(reason)
+
     async def wait_run(
         self,
         run_id: str,
@@ -510,7 +485,7 @@ class Supervisor:
         handle = self._runs.get(run_id)
         if handle is None:
             return run
-        if self._waits_by_owner[owner] >= self.settings.limits.waits_per_owner:
+        if self._waits_by_owner[owner] >= self.settings.max_waits_per_owner:
             if cancel_on_exit is not None:
                 handle.cancel(cancel_on_exit)  # nobody will wait for it
             raise TooManyRequests("too many open waits; retry later")
@@ -547,7 +522,7 @@ class Supervisor:
         """Every event of the run after ``after_seq``; ``limited`` counts it
         against the subscribers-per-run limit (a client's stream)."""
         if limited:
-            if self._subscribers[run_id] >= self.settings.limits.subscribers_per_run:
+            if self._subscribers[run_id] >= self.settings.max_subscribers_per_run:
                 raise TooManyRequests("this run has too many open streams; retry later")
             self._subscribers[run_id] += 1
         subscription = self.bus.subscribe(run_id, after_seq)
@@ -775,18 +750,18 @@ class _Sink:
 
     def __init__(self, supervisor: Supervisor, handle: RunHandle) -> None:
         self._writer = supervisor.writer
-        self._limits = supervisor.settings.limits
+        self._limits = supervisor.settings
         self._handle = handle
 
     async def emit(self, event: str, data: JSON) -> None:
         await trio.lowlevel.checkpoint()
         text = dumps(data)
-        if len(text) > self._limits.event_bytes:
+        if len(text) > self._limits.max_event_bytes:
             raise LimitExceeded(
-                f"an event of {len(text)} bytes is over the limit of {self._limits.event_bytes}"
+                f"an event of {len(text)} bytes is over the limit of {self._limits.max_event_bytes}"
             )
-        if self._handle.log.next_seq >= self._limits.events_per_run:
-            raise LimitExceeded(f"the run emitted more than {self._limits.events_per_run} events")
+        if self._handle.log.next_seq >= self._limits.max_events_per_run:
+            raise LimitExceeded(f"the run emitted more than {self._limits.max_events_per_run} events")
         self._writer.append_text_nowait(self._handle.log, event, text)
         if event == "values":
             self._handle.last_values = text

@@ -23,7 +23,9 @@ from runyard.agents import Agent, AgentRegistry, RunContext
 from runyard.http.sse import frames
 from runyard.model import CancelReason, Event, MultitaskStrategy, RunStatus
 from runyard.store import SQLiteStore, Store
-from runyard.supervisor import EngineSettings, RunRequest, Supervisor
+from runyard.config import Settings
+from runyard.model import RunRequest
+from runyard.supervisor import Supervisor
 
 from ..helpers import assert_gapless, parse_frames
 from .harness import CLEANUP_DEADLINE, Trial, explore
@@ -84,7 +86,7 @@ async def _system(
 ) -> AsyncIterator[tuple[Supervisor, trio.Nursery]]:
     store = SQLiteStore(trial.db_path)
     await store.open()
-    sup = Supervisor(store, _agents(trial), EngineSettings(cleanup_deadline=cleanup_deadline))
+    sup = Supervisor(store, _agents(trial), Settings(cleanup_deadline=cleanup_deadline))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(sup.serve)

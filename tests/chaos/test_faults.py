@@ -15,7 +15,8 @@ from runyard.demo import demo_registry
 from runyard.model import RunStatus
 from runyard.server import Server
 from runyard.store import SQLiteStore
-from runyard.supervisor import RunRequest, Supervisor
+from runyard.model import RunRequest
+from runyard.supervisor import Supervisor
 
 from ..helpers import assert_gapless, collect, parse_frames, stored_events
 

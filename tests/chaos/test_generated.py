@@ -31,7 +31,9 @@ from runyard.agents import Agent, AgentRegistry, RunContext
 from runyard.errors import Conflict
 from runyard.model import CancelReason, MultitaskStrategy, RunStatus
 from runyard.store import SQLiteStore
-from runyard.supervisor import EngineSettings, RunRequest, Supervisor
+from runyard.config import Settings
+from runyard.model import RunRequest
+from runyard.supervisor import Supervisor
 
 from ..helpers import assert_gapless, freeze
 
@@ -90,7 +92,7 @@ class Host:
         self.crash = False
         self.store = SQLiteStore(self.db_path)
         await self.store.open()
-        self.sup = Supervisor(self.store, AGENTS, EngineSettings(cleanup_deadline=5.0))
+        self.sup = Supervisor(self.store, AGENTS, Settings(cleanup_deadline=5.0))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sup.serve)
             self.ready.set()

@@ -6,7 +6,6 @@ touch the store. See ``docs/api.md`` for every endpoint with an example.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from quart import Quart, Response, g, jsonify, request
 from quart_trio import QuartTrio
 
 from .. import __version__
+from ..config import Settings
 from ..errors import Invalid, NotFound, PayloadTooLarge, Unauthorized
 from ..model import JSON, CancelReason, Run, RunStatus, run_to_json, thread_to_json
 from ..supervisor import RunHandle, Supervisor
@@ -24,19 +24,6 @@ from . import errors, openapi, schema
 from .sse import feed_response, run_paths, sse_response
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-# Default cap on a request body; runs carry their input in it.
-DEFAULT_MAX_BODY = 1024 * 1024
-DEFAULT_HEARTBEAT = 15.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HttpSettings:
-    heartbeat: float = DEFAULT_HEARTBEAT
-    max_body: int = DEFAULT_MAX_BODY
-    durability: str = "events"
-    tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # token -> owner
-    cors_origins: tuple[str, ...] = ()
-    max_metadata_bytes: int = 16 * 1024
 
 
 # Reachable without a token even when tokens are configured: no data behind them.
@@ -47,9 +34,10 @@ TOKEN_COOKIE = "runyard_token"
 Handler = Callable[..., Awaitable[Any]]
 
 
-def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> Quart:
+def create_app(supervisor: Supervisor, settings: Settings | None = None) -> Quart:
     """Build the app. The caller owns the supervisor's lifetime (see server.py)."""
-    cfg = settings or HttpSettings()
+    cfg = settings or Settings()
+    tokens = cfg.bearer_tokens()  # token -> owner
     app = QuartTrio("runyard", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body
     app.config["JSONIFY_PRETTYPRINT_REGULAR"] = False
@@ -76,7 +64,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
 
     @app.before_request
     async def authenticate() -> None:
-        if not cfg.tokens or request.method == "OPTIONS":
+        if not tokens or request.method == "OPTIONS":
             return
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return
@@ -88,7 +76,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         else:
             given = request.headers.get("x-api-key") or request.cookies.get(TOKEN_COOKIE, "")
         found = None
-        for token, who in cfg.tokens.items():  # every one, so timing says nothing
+        for token, who in tokens.items():  # every one, so timing says nothing
             if hmac.compare_digest(token.encode(), given.encode()):
                 found = who
         if found is None:
@@ -206,7 +194,7 @@ def create_app(supervisor: Supervisor, settings: HttpSettings | None = None) -> 
         b = schema.body_object(await body())
         limit, offset = schema.paging(b)
         status = schema.choice(b, "status", ("idle", "busy", "interrupted", "error", ""), "")
-        threads = await sup.store.search_threads(
+        threads = await sup.search_threads(
             owner=owner(),
             metadata=schema.field(b, "metadata", dict, {}),
             status=status or None,

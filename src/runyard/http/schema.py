@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ..errors import BadRequest, Invalid
 from ..model import JSON, MultitaskStrategy
-from ..supervisor import RunRequest
+from ..model import RunRequest
 
 T = TypeVar("T")
 

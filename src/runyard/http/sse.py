@@ -79,9 +79,7 @@ async def frames(
         ended = subscription.done
         subscription.close()
         if cancel_on_disconnect and not ended:
-            handle = supervisor.get_handle(run_id)
-            if handle is not None:
-                handle.cancel(CancelReason.DISCONNECT)
+            supervisor.cancel_nowait(run_id, CancelReason.DISCONNECT)
 
 
 def sse_response(
