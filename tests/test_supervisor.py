@@ -584,4 +584,4 @@ async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> 
         await supervisor.wait_run(handle.run_id)
     thread = await supervisor.create_thread()
     await supervisor.delete_thread(thread.thread_id)
-    assert supervisor._thread_locks == {}
+    assert supervisor.coordinator.locks_held == 0

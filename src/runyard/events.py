@@ -97,19 +97,37 @@ class RunLog:
 
 
 class EventBus(Protocol):
-    """How runs' events reach subscribers. A Redis bus would implement this too."""
+    """How runs' events reach subscribers; all a :class:`Subscription` reads through.
 
-    def open(self, run_id: str, *, next_seq: int = 0) -> RunLog: ...
+    The writer side (``open``, ``get``, ``forget``) holds the live logs of the
+    runs this process executes; the reader side (``attach``, ``recent``,
+    ``stored``) is what a subscriber needs, wherever the run executes.
+    """
+
+    def open(self, run_id: str, *, next_seq: int = 0) -> RunLog:
+        """A live log for a run this process executes, its next event numbered ``next_seq``."""
+
     def get(self, run_id: str) -> RunLog | None: ...
     def forget(self, run_id: str) -> None: ...
-    def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription: ...
+
+    def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
+        """Every event of the run after ``after_seq``, to its end."""
+
+    def attach(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]] | None:
+        """A channel of the run's batches published from now on; None if none will be."""
+
+    def recent(self, run_id: str, after_seq: int) -> list[Event] | None:
+        """Published events after ``after_seq`` from memory; None if memory lacks some."""
+
+    async def stored(self, run_id: str, after_seq: int, limit: int) -> list[Event]:
+        """Up to ``limit`` committed events after ``after_seq``, from the store."""
 
 
 class LocalEventBus:
     """The in-process :class:`EventBus`: logs in a dict, fan-out by memory channels."""
 
     def __init__(self, store: Store, *, keep_all: bool = False) -> None:
-        self.store = store
+        self._store = store
         self._keep_all = keep_all  # final-state durability: memory is the only copy
         self._logs: dict[str, RunLog] = {}
 
@@ -127,6 +145,17 @@ class LocalEventBus:
     def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
         return Subscription(self, run_id, after_seq)
 
+    def attach(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]] | None:
+        log = self._logs.get(run_id)
+        return None if log is None else log.attach()
+
+    def recent(self, run_id: str, after_seq: int) -> list[Event] | None:
+        log = self._logs.get(run_id)
+        return None if log is None else log.tail_after(after_seq)
+
+    async def stored(self, run_id: str, after_seq: int, limit: int) -> list[Event]:
+        return await self._store.read_events(run_id, after_seq, limit)
+
 
 class Subscription:
     """Every event of a run with ``seq > after_seq``, in order, ending after ``end``.
@@ -136,7 +165,7 @@ class Subscription:
     here and a memory channel's ``receive`` is cancel-safe.
     """
 
-    def __init__(self, bus: LocalEventBus, run_id: str, after_seq: int) -> None:
+    def __init__(self, bus: EventBus, run_id: str, after_seq: int) -> None:
         self._bus = bus
         self.run_id = run_id
         self.last_seq = after_seq
@@ -194,15 +223,13 @@ class Subscription:
         return batch if joined is None else joined
 
     async def _catch_up(self) -> list[Event]:
-        log = self._bus.get(self.run_id)
-        if self._receive is None and log is not None:
+        if self._receive is None:
             # Attach before reading, so nothing published meanwhile slips between.
-            self._receive = log.attach()
-        if log is not None:
-            batch = log.tail_after(self.last_seq)
-            if batch is not None:
-                return batch
-        return await self._bus.store.read_events(self.run_id, self.last_seq, STORE_PAGE)
+            self._receive = self._bus.attach(self.run_id)
+        batch = self._bus.recent(self.run_id, self.last_seq)
+        if batch is not None:
+            return batch
+        return await self._bus.stored(self.run_id, self.last_seq, STORE_PAGE)
 
     def _deliver(self, batch: list[Event]) -> list[Event]:
         self.last_seq = batch[-1].seq

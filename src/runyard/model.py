@@ -122,6 +122,33 @@ class RunRequest:
     timeout_seconds: float | None = None
     owner: str = ""
 
+    def kwargs(self) -> dict[str, JSON]:
+        """What a run row keeps of the request, enough to start it again."""
+        return {
+            "input": self.input,
+            "config": self.config,
+            "stream_mode": self.stream_mode,
+            "after_seconds": self.after_seconds,
+            "timeout_seconds": self.timeout_seconds,
+        }
+
+    @classmethod
+    def of(cls, run: Run) -> RunRequest:
+        """The request a stored run was made from (the inverse of :meth:`kwargs`)."""
+        kw = run.kwargs
+        return cls(
+            assistant_id=run.assistant_id,
+            input=kw.get("input"),
+            thread_id=run.thread_id,
+            metadata=run.metadata,
+            config=kw.get("config") or {},
+            stream_mode=kw.get("stream_mode") or ["values"],
+            multitask_strategy=run.multitask_strategy,
+            after_seconds=float(kw.get("after_seconds") or 0.0),
+            timeout_seconds=kw.get("timeout_seconds"),
+            owner=run.owner,
+        )
+
 
 @dataclasses.dataclass(slots=True)
 class Thread:

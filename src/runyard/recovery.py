@@ -1,0 +1,52 @@
+"""Recovery at start: settle what a process that died left unfinished.
+
+A run the dead process was executing ends ``interrupted`` with
+``cancel_reason: restart``: its log keeps every event that was committed,
+then gets an ``end`` (and a ``metadata`` first if it had none), written
+through the commit writer like any final state. A run that never started
+(``pending``, or waiting for ``after_seconds``) starts now, its log
+continuing where it was, its delay counted from when it was created.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from .agents import AgentRegistry
+from .commit import CommitWriter
+from .coordinator import Coordinator
+from .events import EventBus
+from .model import RunRequest, RunStatus, now
+from .outcome import RESTARTED, final_state
+from .runner import Runner
+from .store import Store
+
+log = logging.getLogger("runyard.recovery")
+
+
+async def recover(
+    coordinator: Coordinator,
+    store: Store,
+    writer: CommitWriter,
+    bus: EventBus,
+    runner: Runner,
+    agents: AgentRegistry,
+    nursery: trio.Nursery,
+) -> None:
+    """End the orphans that were running; admit again the ones that never ran."""
+    for run in await coordinator.orphaned_runs():
+        last = await store.last_seq(run.run_id)
+        if run.status is RunStatus.RUNNING:
+            run_log = bus.open(run.run_id, next_seq=last + 1)
+            try:
+                await writer.finalize(run_log, final_state(run, RESTARTED, run_log, at=now()))
+            finally:
+                bus.forget(run.run_id)
+            log.info("run.recovered", extra={"run_id": run.run_id, "status": "interrupted"})
+            continue
+        request = RunRequest.of(run)
+        request.after_seconds = max(0.0, run.created_at + request.after_seconds - now())
+        runner.admit(nursery, run, request, agents.get(run.assistant_id), next_seq=last + 1)
+        log.info("run.restarted", extra={"run_id": run.run_id})

@@ -1,0 +1,215 @@
+"""The run task: from a run's turn on its thread to its persisted final state.
+
+Each admitted run gets one task in the supervisor's runs nursery::
+
+    _run_task (under the run's own CancelScope)
+    ├── sleeps after_seconds (still pending), then waits its turn on the thread
+    ├── commits the running mark (the agent starts only once it is committed)
+    ├── agent.invoke(input, ctx), bounded by timeout_seconds
+    └── finally: shielded, deadline-bounded finalize, exactly once
+
+A cancel may land at any await before the ``finally``; the outcome is then
+decided from what had happened (see :mod:`runyard.outcome`). The finalize
+queues the last events and the final row as one unit in the commit writer
+and waits for the commit; if that wait is cut by the cleanup deadline, the
+final state stays queued and is still written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+import trio_asyncio
+
+from .agents import Agent, AsyncioRunContext, RunContext
+from .commit import CommitWriter
+from .config import Settings
+from .coordinator import Coordinator
+from .errors import AgentError, LimitExceeded, StoreError
+from .events import EventBus
+from .feed import RunFeed
+from .model import JSON, Run, RunRequest, RunStatus, dumps, now
+from .outcome import STORE_FAILED, Outcome, apply, failed, final_state, metadata_of, settled
+from .outcome import timed_out
+from .runtable import RunHandle, RunTable
+
+log = logging.getLogger("runyard.runner")
+
+
+class Runner:
+    """Starts admitted runs' tasks and sees each to exactly one final state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        writer: CommitWriter,
+        coordinator: Coordinator,
+        table: RunTable,
+        feed: RunFeed,
+        bus: EventBus,
+    ) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.coordinator = coordinator
+        self.table = table
+        self.feed = feed
+        self.bus = bus
+        self.loop: trio_asyncio.TrioEventLoop | None = None  # set while the supervisor serves
+        writer.on_lost = self._events_lost
+
+    def admit(
+        self,
+        nursery: trio.Nursery,
+        run: Run,
+        request: RunRequest,
+        agent: Agent | None,
+        *,
+        next_seq: int = 0,
+    ) -> RunHandle:
+        """Register a persisted run, queue its ``metadata`` event, start its task.
+
+        ``next_seq`` > 0 means the log has begun already (a run restarted
+        after a crash), ``metadata`` included. Nothing here waits.
+        """
+        run_log = self.bus.open(run.run_id, next_seq=next_seq)
+        handle = RunHandle(run, request, run_log, agent)
+        if next_seq == 0:
+            self.writer.append_nowait(run_log, "metadata", metadata_of(run))
+        self.table.admit(handle)
+        self.coordinator.join_line(handle)
+        nursery.start_soon(self._run_task, handle, name=f"run {run.run_id}")
+        self.feed.announce(run)
+        return handle
+
+    def forget(self, handle: RunHandle) -> None:
+        """Drop a finished run from memory; the store still has it."""
+        if self.table.forget(handle):
+            self.bus.forget(handle.run_id)
+
+    async def _run_task(self, handle: RunHandle) -> None:
+        if self.loop is not None:
+            trio_asyncio.current_loop.set(self.loop)
+        agent = handle.agent
+        ctx_class = AsyncioRunContext if agent is not None and agent.asyncio else RunContext
+        ctx = ctx_class(
+            _Sink(self.writer, self.settings, handle),
+            run_id=handle.run_id,
+            thread_id=handle.run.thread_id,
+            metadata=handle.run.metadata,
+            config=handle.request.config,
+            stream_mode=handle.request.stream_mode,
+            attempt=handle.run.attempt,
+        )
+        outcome: Outcome | None = None
+        try:
+            with handle.scope:
+                outcome = await self._execute(handle, ctx)
+        except Exception as exc:  # the agent failed: a safe message out, details to the log
+            outcome = None if handle.store_failed else failed(handle.run, exc)
+        finally:
+            if outcome is None:
+                outcome = (
+                    STORE_FAILED
+                    if handle.store_failed
+                    else settled(ctx.has_result, ctx.result, handle.cancel_reason)
+                )
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + self.settings.cleanup_deadline
+                await self._finalize(handle, outcome)
+        await trio.sleep(self.settings.retention)
+        self.forget(handle)
+
+    async def _execute(self, handle: RunHandle, ctx: RunContext) -> Outcome | None:
+        """Wait, start, invoke. An outcome only for a timeout; None: decide from ``ctx``."""
+        request = handle.request
+        if request.after_seconds > 0:
+            await trio.sleep(request.after_seconds)
+        await self.coordinator.wait_turn(handle)
+        await self._mark_running(handle)
+        if handle.agent is None:
+            raise AgentError(f"assistant {handle.run.assistant_id!r} is not registered")
+        timeout = request.timeout_seconds
+        with trio.move_on_after(math.inf if timeout is None else timeout) as timer:
+            output = await handle.agent.invoke(request.input, ctx)
+            ctx.set_result(output)
+        if timer.cancelled_caught and not ctx.has_result:
+            return timed_out(timeout)
+        return None
+
+    async def _mark_running(self, handle: RunHandle) -> None:
+        ts = now()
+        await self.writer.mark_running(handle.run_id, ts)
+        handle.run.status = RunStatus.RUNNING
+        handle.run.updated_at = ts
+        self.feed.announce(handle.run)
+
+    async def _finalize(self, handle: RunHandle, outcome: Outcome) -> None:
+        """Persist the terminal state (once), publish the last events, wake waiters."""
+        run = handle.run
+        ts = now()
+        others = [rid for rid in self.coordinator.line(run.thread_id) if rid != run.run_id]
+        state = final_state(
+            run,
+            outcome,
+            handle.log,
+            at=ts,
+            last_values=handle.last_values,
+            thread_idle_after=not others,
+        )
+        try:
+            await self.writer.finalize(handle.log, state)
+        except StoreError as exc:
+            handle.persist_error = "the final state could not be persisted"
+            log.error("run.final_write_failed", exc_info=exc, extra={"run_id": run.run_id})
+        finally:
+            apply(run, outcome, ts)
+            self.coordinator.leave_line(handle)
+            self.table.release(handle)
+            handle.finished.set()
+            self.feed.announce(run)
+            if state.delete:
+                self.forget(handle)
+            log.info(
+                "run.finished",
+                extra={
+                    "run_id": run.run_id,
+                    "status": str(run.status),
+                    "reason": str(run.cancel_reason),
+                },
+            )
+
+    def _events_lost(self, run_id: str) -> None:
+        """Some of the run's events could not be committed: the run fails."""
+        handle = self.table.get(run_id)
+        if handle is not None and not handle.finished.is_set():
+            handle.store_failed = True
+            handle.scope.cancel()
+
+
+class _Sink:
+    """Where a run's context sends its events: the writer, with back-pressure."""
+
+    __slots__ = ("_handle", "_settings", "_writer")
+
+    def __init__(self, writer: CommitWriter, settings: Settings, handle: RunHandle) -> None:
+        self._writer = writer
+        self._settings = settings
+        self._handle = handle
+
+    async def emit(self, event: str, data: JSON) -> None:
+        await trio.lowlevel.checkpoint()
+        text = dumps(data)
+        limit = self._settings.max_event_bytes
+        if len(text) > limit:
+            raise LimitExceeded(f"an event of {len(text)} bytes is over the limit of {limit}")
+        if self._handle.log.next_seq >= self._settings.max_events_per_run:
+            raise LimitExceeded(
+                f"the run emitted more than {self._settings.max_events_per_run} events"
+            )
+        self._writer.append_text_nowait(self._handle.log, event, text)
+        if event == "values":
+            self._handle.last_values = text
+        if self._writer.full:
+            await self._writer.wait_for_room()
