@@ -192,9 +192,17 @@ class CommitWriter:
         batch = Batch()
         finals: list[_Final] = []
         rows: list[_Row] = []
+        tried: list[tuple[RunLog, Event]] = []
         publish: dict[RunLog, list[Event]] = defaultdict(list)
+        held = 0  # events of runs that lost some: kept for their final state
         for op in ops:
             if isinstance(op, tuple):
+                if op[0].run_id in self._lost:
+                    # Published now, they would overtake the lost ones: wait with them.
+                    self._lost[op[0].run_id].append(op[1])
+                    held += 1
+                    continue
+                tried.append(op)
                 batch.events.append(op[1])
                 publish[op[0]].append(op[1])
             elif isinstance(op, _Row):
@@ -212,12 +220,13 @@ class CommitWriter:
                     state.events = op.log.events() + state.events
                 state.events = lost + state.events
                 batch.finals.append(state)
-                publish[op.log].extend(lost + [e for e in state.events if e.seq > op.log.published])
+                publish[op.log].extend(e for e in state.events if e.seq > op.log.published)
         try:
-            await self.store.commit(batch)
+            if batch.events or batch.created or batch.running or batch.finals:
+                await self.store.commit(batch)
         except StoreError as exc:
             log.error("commit.failed", extra={"events": len(batch.events), "finals": len(finals)})
-            self._fail(ops, exc)
+            self._fail(tried, rows, finals, exc)
         else:
             self.transactions += 1
             for run_log, evs in publish.items():
@@ -226,23 +235,26 @@ class CommitWriter:
                 f.done.set()
             for row in rows:
                 row.done.set()
-        self._pending -= len(batch.events) + sum(f.counted for f in finals)
+        self._pending -= len(batch.events) + held + sum(f.counted for f in finals)
         if not self.full:
             self._room.set()
             self._room = trio.Event()
 
-    def _fail(self, batch: list[_Op], exc: StoreError) -> None:
-        finals = {op.log: op for op in batch if isinstance(op, _Final)}
+    def _fail(
+        self,
+        tried: list[tuple[RunLog, Event]],
+        rows: list[_Row],
+        final_ops: list[_Final],
+        exc: StoreError,
+    ) -> None:
+        """The batch did not land: fail its rows, keep its events, still end its runs."""
+        for row in rows:
+            row.error = StoreError("the run's row could not be written")
+            row.error.__cause__ = exc
+            row.done.set()
+        finals = {op.log: op for op in final_ops}
         ending: dict[RunLog, list[Event]] = defaultdict(list)
-        for op in batch:
-            if isinstance(op, _Row):
-                op.error = StoreError("the run's row could not be written")
-                op.error.__cause__ = exc
-                op.done.set()
-                continue
-            if not isinstance(op, tuple):
-                continue
-            run_log, ev = op
+        for run_log, ev in tried:
             if run_log in finals:
                 ending[run_log].append(ev)  # published below, before its end
                 continue
