@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,13 +11,11 @@ import pytest
 import trio
 
 from runyard.config import Settings
-from runyard.demo import demo_registry
 from runyard.server import Server, serve
 from runyard.store import SQLiteStore
 from runyard.supervisor import Supervisor
 
-# Every test gets a hard time limit, so a hang fails instead of stalling CI.
-TEST_TIMEOUT = float(os.environ.get("RUNYARD_TEST_TIMEOUT", "60"))
+from .helpers import start_supervisor
 
 
 @pytest.fixture
@@ -40,12 +37,9 @@ async def store(db_path: str) -> AsyncIterator[SQLiteStore]:
 async def supervisor(
     store: SQLiteStore, nursery: trio.Nursery, request: pytest.FixtureRequest
 ) -> AsyncIterator[Supervisor]:
-    # Under an autojump clock, virtual time leaps to the next deadline while a
-    # SQLite thread works, and would trip any cleanup deadline (STACK_NOTES).
     mock_time = "autojump_clock" in request.fixturenames
     deadline = math.inf if mock_time else 5.0
-    sup = Supervisor(store, demo_registry(), Settings(cleanup_deadline=deadline))
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store, settings=Settings(cleanup_deadline=deadline))
     yield sup
     await sup.shutdown(grace=0)
 

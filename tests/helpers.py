@@ -9,9 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import trio
 
+from runyard.agents import AgentRegistry
+from runyard.config import Settings
+from runyard.demo import demo_registry
 from runyard.model import Event
-from runyard.store import SQLiteStore
+from runyard.store import SQLiteStore, Store
 from runyard.supervisor import Supervisor
 
 
@@ -71,8 +75,6 @@ async def read_stream(response: httpx.Response) -> list[Frame]:
 async def freeze(store: SQLiteStore) -> None:
     """Close the store under the running system, between two transactions:
     the rows stop changing as they would if the process were killed."""
-    import trio
-
     with trio.CancelScope(shield=True):
         async with store._write_limiter, store._read_limiter:
             store._close_sync()
@@ -126,19 +128,32 @@ class ThreadedServer:
         self._thread.join(60)
 
 
+async def start_supervisor(
+    nursery: trio.Nursery,
+    store: Store,
+    agents: AgentRegistry | None = None,
+    settings: Settings | None = None,
+) -> Supervisor:
+    """A supervisor serving on ``store`` in ``nursery`` (the demo agents by default).
+
+    It runs until shut down or until ``nursery`` is cancelled, as a killed
+    process would stop. Under an autojump clock pass a ``cleanup_deadline``
+    of ``math.inf``: virtual time leaps ahead while a SQLite thread works and
+    would trip any deadline (STACK_NOTES).
+    """
+    sup = Supervisor(store, agents or demo_registry(), settings or Settings(cleanup_deadline=5.0))
+    await nursery.start(sup.serve)
+    return sup
+
+
 @contextlib.asynccontextmanager
 async def serving(store: SQLiteStore) -> AsyncIterator[Supervisor]:
     """Open ``store``, run a supervisor with the demo agents on it, then shut
     both down (for tests that bring a store of their own)."""
-    import trio
-
-    from runyard.demo import demo_registry
-
     await store.open()
     try:
         async with trio.open_nursery() as nursery:
-            sup = Supervisor(store, demo_registry())
-            await nursery.start(sup.serve)
+            sup = await start_supervisor(nursery, store)
             try:
                 yield sup
             finally:

@@ -9,9 +9,8 @@ import trio
 import trio.testing
 
 from runyard.events import SUBSCRIBER_BUFFER, TAIL_EVENTS, LocalEventBus
-from runyard.model import Event, RunStatus
+from runyard.model import Event, RunRequest, RunStatus
 from runyard.store import SQLiteStore
-from runyard.model import RunRequest
 from runyard.supervisor import Supervisor
 
 from .helpers import assert_gapless, collect

@@ -175,18 +175,16 @@ async def test_a_background_run_without_stream_mode_logs_every_mode(lg_server: S
 
 
 async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -> None:
-    from runyard.store import SQLiteStore
     from runyard.model import RunRequest
-    from runyard.supervisor import Supervisor
+    from runyard.store import SQLiteStore
 
-    from .helpers import assert_gapless, freeze
+    from .helpers import assert_gapless, freeze, start_supervisor
 
     registry = Settings(langgraph_json=str(PROJECT / "langgraph.json")).registry()
     store = SQLiteStore(db_path)
     await store.open()
-    sup = Supervisor(store, registry)
     async with trio.open_nursery() as first:
-        await first.start(sup.serve)
+        sup = await start_supervisor(first, store, registry)
         busy = await sup.create_run(
             RunRequest("assistant", {**HELLO, "slow": 600}, stream_mode=["updates"])
         )
@@ -198,9 +196,8 @@ async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -
         first.cancel_scope.cancel()
     again = SQLiteStore(db_path)
     await again.open()
-    sup2 = Supervisor(again, registry)
     async with trio.open_nursery() as second:
-        await second.start(sup2.serve)
+        sup2 = await start_supervisor(second, again, registry)
         dead = await again.get_run(busy.run_id)
         assert dead is not None
         assert (str(dead.status), str(dead.cancel_reason)) == ("interrupted", "restart")

@@ -11,15 +11,13 @@ import trio
 import trio.testing
 
 from runyard.agents import Agent, RunContext
-from runyard.demo import demo_registry
-from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
-from runyard.model import CancelReason, MultitaskStrategy, Run, RunStatus, ThreadStatus
-from runyard.store import Batch, SQLiteStore
 from runyard.config import Settings
-from runyard.model import RunRequest
+from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
+from runyard.model import CancelReason, MultitaskStrategy, Run, RunRequest, RunStatus, ThreadStatus
+from runyard.store import Batch, SQLiteStore
 from runyard.supervisor import Supervisor
 
-from .helpers import assert_gapless, collect, freeze, serving, stored_events
+from .helpers import assert_gapless, collect, freeze, serving, start_supervisor, stored_events
 
 pytestmark = pytest.mark.trio
 
@@ -343,8 +341,7 @@ async def test_typewriter_streams_tokens_through_trio_asyncio(supervisor: Superv
 async def test_shutdown_cancels_what_the_grace_period_does_not_cover(
     store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store)
     quick = await sup.create_run(RunRequest("sleepy", {"delay": 0.05}))
     slow = await sup.create_run(RunRequest("sleepy", {"delay": 3600}))
     await sup.shutdown(grace=1.0)
@@ -359,9 +356,8 @@ async def test_shutdown_cancels_what_the_grace_period_does_not_cover(
 async def test_cancelling_the_supervisor_still_persists_every_final_state(
     store: SQLiteStore,
 ) -> None:
-    sup = Supervisor(store, demo_registry())
     async with trio.open_nursery() as nursery:
-        await nursery.start(sup.serve)
+        sup = await start_supervisor(nursery, store)
         handles = [await sup.create_run(RunRequest("sleepy", {"delay": 3600})) for _ in range(20)]
         await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
@@ -379,9 +375,8 @@ async def test_restart_closes_running_runs_and_restarts_pending_ones(
     # A first process: one run mid-way, one waiting its turn; then it "dies".
     store = SQLiteStore(db_path)
     await store.open()
-    sup = Supervisor(store, demo_registry())
     async with trio.open_nursery() as first:
-        await first.start(sup.serve)
+        sup = await start_supervisor(first, store)
         running = await sup.create_run(RunRequest("emitter", {"n": 100000, "delay": 0.001}))
         queued = await sup.create_run(RunRequest("echo", {"v": 1}, thread_id=running.run.thread_id))
         sub = sup.subscribe(running.run_id)
@@ -399,8 +394,7 @@ async def test_restart_closes_running_runs_and_restarts_pending_ones(
     stale = await restarted.get_run(running.run_id)
     assert stale is not None
     assert stale.status is RunStatus.RUNNING
-    sup2 = Supervisor(restarted, demo_registry())
-    await nursery.start(sup2.serve)
+    sup2 = await start_supervisor(nursery, restarted)
     dead = await restarted.get_run(running.run_id)
     assert dead is not None
     assert (dead.status, dead.cancel_reason) == (RunStatus.INTERRUPTED, CancelReason.RESTART)
@@ -418,8 +412,7 @@ async def test_restart_closes_running_runs_and_restarts_pending_ones(
 async def test_final_state_durability_writes_the_log_with_the_final_state(
     store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(store, demo_registry(), Settings(durability="final"))
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store, settings=Settings(durability="final"))
     handle = await sup.create_run(RunRequest("emitter", {"n": 50}))
     live = await collect(sup, handle.run_id)
     assert_gapless(live)
@@ -533,10 +526,8 @@ async def test_a_failed_final_write_ends_the_stream_with_error_details(
 async def test_finished_runs_leave_memory_after_retention_but_stay_readable(
     autojump_clock: trio.testing.MockClock, store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(
-        store, demo_registry(), Settings(cleanup_deadline=math.inf, retention=30)
-    )
-    await nursery.start(sup.serve)
+    settings = Settings(cleanup_deadline=math.inf, retention=30)
+    sup = await start_supervisor(nursery, store, settings=settings)
     handle = await sup.create_run(RunRequest("echo", {"v": 1}))
     await sup.wait_run(handle.run_id)
     assert sup.get_handle(handle.run_id) is handle

@@ -20,14 +20,13 @@ import pytest
 import trio
 
 from runyard.agents import Agent, AgentRegistry, RunContext
-from runyard.http.sse import frames
-from runyard.model import CancelReason, Event, MultitaskStrategy, RunStatus
-from runyard.store import SQLiteStore, Store
 from runyard.config import Settings
-from runyard.model import RunRequest
+from runyard.http.sse import frames
+from runyard.model import CancelReason, Event, MultitaskStrategy, RunRequest, RunStatus
+from runyard.store import SQLiteStore, Store
 from runyard.supervisor import Supervisor
 
-from ..helpers import assert_gapless, parse_frames
+from ..helpers import assert_gapless, parse_frames, start_supervisor
 from .harness import CLEANUP_DEADLINE, Trial, explore
 
 HEAVY = os.environ.get("RUNYARD_CHAOS_TIER") == "heavy"
@@ -86,10 +85,10 @@ async def _system(
 ) -> AsyncIterator[tuple[Supervisor, trio.Nursery]]:
     store = SQLiteStore(trial.db_path)
     await store.open()
-    sup = Supervisor(store, _agents(trial), Settings(cleanup_deadline=cleanup_deadline))
+    settings = Settings(cleanup_deadline=cleanup_deadline)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(sup.serve)
+            sup = await start_supervisor(nursery, store, _agents(trial), settings)
             yield sup, nursery
             await sup.shutdown(grace=0)
     finally:

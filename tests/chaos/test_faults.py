@@ -11,14 +11,11 @@ import httpx
 import pytest
 import trio
 
-from runyard.demo import demo_registry
-from runyard.model import RunStatus
+from runyard.model import RunRequest, RunStatus
 from runyard.server import Server
 from runyard.store import SQLiteStore
-from runyard.model import RunRequest
-from runyard.supervisor import Supervisor
 
-from ..helpers import assert_gapless, collect, parse_frames, stored_events
+from ..helpers import assert_gapless, collect, parse_frames, start_supervisor, stored_events
 
 pytestmark = pytest.mark.trio
 
@@ -26,8 +23,7 @@ pytestmark = pytest.mark.trio
 async def test_an_exclusive_lock_held_past_the_busy_timeout_is_ridden_out(
     store: SQLiteStore, nursery: trio.Nursery, db_path: str
 ) -> None:
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store)
     handle = await sup.create_run(RunRequest("emitter", {"n": 400, "delay": 0.002}))
     holding = threading.Event()
 
@@ -54,8 +50,7 @@ async def test_an_exclusive_lock_held_past_the_busy_timeout_is_ridden_out(
 async def test_a_full_disk_fails_the_run_cleanly_and_the_server_stays_up(
     store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store)
     warm = await sup.create_run(RunRequest("echo", {"warm": True}))
     await sup.wait_run(warm.run_id)
     # SQLITE_FULL for real: the file may not grow past the pages it has now.

@@ -29,13 +29,10 @@ from hypothesis.stateful import (
 
 from runyard.agents import Agent, AgentRegistry, RunContext
 from runyard.errors import Conflict
-from runyard.model import CancelReason, MultitaskStrategy, RunStatus
+from runyard.model import CancelReason, MultitaskStrategy, RunRequest, RunStatus
 from runyard.store import SQLiteStore
-from runyard.config import Settings
-from runyard.model import RunRequest
-from runyard.supervisor import Supervisor
 
-from ..helpers import assert_gapless, freeze
+from ..helpers import assert_gapless, freeze, start_supervisor
 
 T = TypeVar("T")
 RULES_RUN: collections.Counter[str] = collections.Counter()
@@ -92,9 +89,8 @@ class Host:
         self.crash = False
         self.store = SQLiteStore(self.db_path)
         await self.store.open()
-        self.sup = Supervisor(self.store, AGENTS, Settings(cleanup_deadline=5.0))
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.sup.serve)
+            self.sup = await start_supervisor(nursery, self.store, AGENTS)
             self.ready.set()
             await self.stop.wait()
             if self.crash:
