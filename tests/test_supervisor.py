@@ -249,7 +249,7 @@ async def test_double_submit_does_not_interleave_two_runs(supervisor: Supervisor
         return None
 
     supervisor.agents.add(Agent("span", span))
-    thread = await supervisor.create_thread()
+    thread = await supervisor.threads.create()
     handles: list[Any] = []
 
     async def submit() -> None:
@@ -573,6 +573,6 @@ async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> 
     for _ in range(5):
         handle = await supervisor.create_run(RunRequest("echo", {"x": 1}))
         await supervisor.wait_run(handle.run_id)
-    thread = await supervisor.create_thread()
-    await supervisor.delete_thread(thread.thread_id)
+    thread = await supervisor.threads.create()
+    await supervisor.threads.delete(thread.thread_id)
     assert supervisor.coordinator.locks_held == 0

@@ -1,7 +1,7 @@
 """The nouns of runyard as plain data: statuses, reasons, runs, threads, events.
 
 Nothing here does I/O. The store persists these, the supervisor changes them,
-the HTTP layer renders them with :func:`run_to_json` and friends.
+the HTTP layer renders them (``http/render.py``).
 """
 
 from __future__ import annotations
@@ -70,11 +70,6 @@ def new_id() -> str:
 
 def now() -> float:
     return time.time()
-
-
-def iso(ts: float) -> str:
-    """Render a unix timestamp as an RFC 3339 string in UTC, as LangGraph does."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,31 +182,3 @@ class Event:
 def dumps(value: JSON) -> str:
     """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def run_to_json(run: Run) -> dict[str, JSON]:
-    return {
-        "run_id": run.run_id,
-        "thread_id": run.thread_id,
-        "assistant_id": run.assistant_id,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "status": str(run.status),
-        "metadata": run.metadata,
-        "multitask_strategy": str(run.multitask_strategy),
-        "kwargs": run.kwargs,
-        "cancel_reason": None if run.cancel_reason is None else str(run.cancel_reason),
-        "error": None if run.error is None else run.error.to_json(),
-    }
-
-
-def thread_to_json(thread: Thread) -> dict[str, JSON]:
-    return {
-        "thread_id": thread.thread_id,
-        "created_at": iso(thread.created_at),
-        "updated_at": iso(thread.updated_at),
-        "metadata": thread.metadata,
-        "status": str(thread.status),
-        "values": thread.values,
-        "interrupts": {},
-    }

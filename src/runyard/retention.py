@@ -17,7 +17,7 @@ from .store import Store
 log = logging.getLogger("runyard.retention")
 
 
-async def purge_forever(store: Store, *, keep: float, interval: float) -> None:
+async def purge_forever(store: Store, keep: float, interval: float) -> None:
     """Every ``interval`` s, delete finished runs last updated more than ``keep`` s ago."""
     while True:
         try:

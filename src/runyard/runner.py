@@ -31,8 +31,16 @@ from .errors import AgentError, LimitExceeded, StoreError
 from .events import EventBus
 from .feed import RunFeed
 from .model import JSON, Run, RunRequest, RunStatus, dumps, now
-from .outcome import STORE_FAILED, Outcome, apply, failed, final_state, metadata_of, settled
-from .outcome import timed_out
+from .outcome import (
+    STORE_FAILED,
+    Outcome,
+    apply,
+    failed,
+    final_state,
+    metadata_of,
+    settled,
+    timed_out,
+)
 from .runtable import RunHandle, RunTable
 
 log = logging.getLogger("runyard.runner")

@@ -9,7 +9,8 @@ the work is done by parts with one job each:
 - :class:`~runyard.runner.Runner`: each run's task, to its final state;
 - :class:`~runyard.commit.CommitWriter`: every write, group-committed;
 - :class:`~runyard.events.EventBus`: events to subscribers;
-- :class:`~runyard.feed.RunFeed`: status changes to the dashboard.
+- :class:`~runyard.feed.RunFeed`: status changes to the dashboard;
+- :class:`~runyard.threads.Threads`: thread operations (``supervisor.threads``).
 
 The nursery tree (see docs/architecture.md)::
 
@@ -18,7 +19,7 @@ The nursery tree (see docs/architecture.md)::
         ├── CommitWriter.serve      shielded; outlives the runs, closed last
         └── runs nursery
             ├── recovery, then purge_forever (when data_retention is set)
-            └── run task × N        each under its own CancelScope
+            └── run task (one a run) each under its own CancelScope
 """
 
 from __future__ import annotations
@@ -35,13 +36,22 @@ from .coordinator import LocalCoordinator
 from .errors import Conflict, NotFound, ShuttingDown
 from .events import EventBus, LocalEventBus, Subscription
 from .feed import RunFeed
-from .model import JSON, CancelReason, MultitaskStrategy, Run, RunRequest, RunStatus, Thread
-from .model import new_id, now
+from .model import (
+    CancelReason,
+    MultitaskStrategy,
+    Run,
+    RunRequest,
+    RunStatus,
+    Thread,
+    new_id,
+    now,
+)
 from .recovery import recover
 from .retention import purge_forever
 from .runner import Runner
 from .runtable import RunHandle, RunTable
 from .store import Store
+from .threads import Threads
 
 log = logging.getLogger("runyard.supervisor")
 
@@ -73,7 +83,10 @@ class Supervisor:
         self.table = RunTable(settings)
         self.coordinator = LocalCoordinator(self.table, store)
         self.feed = RunFeed()
-        self.runner = Runner(settings, self.writer, self.coordinator, self.table, self.feed, self.bus)
+        self.runner = Runner(
+            settings, self.writer, self.coordinator, self.table, self.feed, self.bus
+        )
+        self.threads = Threads(store, self.coordinator, self.table, self.runner)
         self.accepting = False
         self.draining = False  # shutdown has begun
         self._stop = trio.Event()
@@ -101,12 +114,9 @@ class Supervisor:
                         self.coordinator, self.store, self.writer, self.bus, self.runner,
                         self.agents, runs,
                     )  # fmt: skip
-                    s = self.settings
-                    if s.data_retention:
-                        runs.start_soon(
-                            purge_forever, self.store, keep=s.data_retention,
-                            interval=s.purge_interval,
-                        )  # fmt: skip
+                    keep, every = self.settings.data_retention, self.settings.purge_interval
+                    if keep:
+                        runs.start_soon(purge_forever, self.store, keep, every)
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
@@ -143,7 +153,9 @@ class Supervisor:
             "shutdown.grace_over",
             extra={"seconds": round(trio.current_time() - began, 3), "live_runs": self.live_runs},
         )
-        cancelled = sum(self.coordinator.cancel(h.run_id, CancelReason.SHUTDOWN) for h in self.table)
+        cancelled = sum(
+            self.coordinator.cancel(h.run_id, CancelReason.SHUTDOWN) for h in self.table
+        )
         step = trio.current_time()
         with trio.move_on_after(self.settings.cleanup_deadline + 1.0):
             await self.wait_idle()
@@ -176,62 +188,6 @@ class Supervisor:
         """The trio-asyncio loop asyncio agents (and Quart's helpers) run on."""
         return self.runner.loop
 
-    # -- threads ----------------------------------------------------------------
-
-    async def create_thread(
-        self,
-        *,
-        thread_id: str | None = None,
-        metadata: dict[str, JSON] | None = None,
-        if_exists: str = "raise",
-        owner: str = "",
-    ) -> Thread:
-        tid = thread_id or new_id()
-        async with self.coordinator.lock_thread(tid):
-            existing = await self.store.get_thread(tid)
-            if existing is not None:
-                if existing.owner == owner and if_exists == "do_nothing":
-                    return existing
-                raise Conflict(f"thread {tid} already exists")
-            ts = now()
-            thread = Thread(tid, ts, ts, metadata or {}, owner=owner)
-            await self.store.put_thread(thread)
-            return thread
-
-    async def get_thread(self, thread_id: str, *, owner: str = "") -> Thread:
-        thread = await self.store.get_thread(thread_id)
-        if thread is None or thread.owner != owner:
-            raise NotFound(f"thread {thread_id} not found")
-        return thread
-
-    async def search_threads(
-        self,
-        *,
-        owner: str = "",
-        metadata: dict[str, JSON] | None = None,
-        status: str | None = None,
-        limit: int = 10,
-        offset: int = 0,
-    ) -> list[Thread]:
-        """The owner's threads, newest first, whose metadata holds every pair given."""
-        return await self.store.search_threads(
-            owner=owner, metadata=metadata or {}, status=status, limit=limit, offset=offset
-        )
-
-    async def delete_thread(self, thread_id: str, *, owner: str = "") -> None:
-        """Cancel the thread's runs, wait for their final states, delete it all."""
-        await self.get_thread(thread_id, owner=owner)
-        async with self.coordinator.lock_thread(thread_id):
-            handles = [self.table.get(rid) for rid in self.coordinator.line(thread_id)]
-            live = [h for h in handles if h is not None]
-            for handle in live:
-                self.coordinator.cancel(handle.run_id, CancelReason.USER)
-            for handle in live:
-                await handle.finished.wait()
-            await self.store.delete_thread(thread_id)
-            for handle in live:
-                self.runner.forget(handle)
-
     # -- runs -------------------------------------------------------------------
 
     async def create_run(self, request: RunRequest) -> RunHandle:
@@ -254,7 +210,7 @@ class Supervisor:
             ts = now()
             thread = new_thread = Thread(new_id(), ts, ts, {}, owner=request.owner)
         else:
-            thread = await self._thread_for(request)
+            thread = await self.threads.for_run(request)
         tid = thread.thread_id
         async with self.coordinator.lock_thread(tid):
             if not self.accepting:
@@ -286,17 +242,6 @@ class Supervisor:
                     self.coordinator.cancel(earlier, reason)
             return handle
 
-    async def _thread_for(self, request: RunRequest) -> Thread:
-        assert request.thread_id is not None
-        thread = await self.store.get_thread(request.thread_id)
-        if thread is not None and thread.owner == request.owner:
-            return thread
-        if thread is None and request.if_not_exists == "create":
-            return await self.create_thread(
-                thread_id=request.thread_id, if_exists="do_nothing", owner=request.owner
-            )
-        raise NotFound(f"thread {request.thread_id} not found")
-
     def watch(self) -> trio.MemoryReceiveChannel[Run]:
         """A channel of every run as its status changes (see :class:`RunFeed`)."""
         return self.feed.watch()
@@ -322,7 +267,7 @@ class Supervisor:
     ) -> list[Run]:
         """Runs newest first, of one thread or (``thread_id`` None) of every thread."""
         if thread_id is not None:
-            await self.get_thread(thread_id, owner=owner)
+            await self.threads.get(thread_id, owner=owner)
         runs = await self.store.list_runs(
             thread_id, status=status, limit=limit, offset=offset, owner=owner
         )

@@ -125,7 +125,7 @@ class RunyardMachine(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.db_path = str(Path(self.tmp.name) / "generated.sqlite3")
         self.host = Host(self.db_path)
-        self.threads = [self.host.call(self.host.sup.create_thread).thread_id for _ in range(2)]
+        self.threads = [self.host.call(self.host.sup.threads.create).thread_id for _ in range(2)]
         self.known: list[str] = []
 
     def teardown(self) -> None:

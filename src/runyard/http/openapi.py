@@ -1,13 +1,26 @@
-"""The OpenAPI document, built from the routes the app really registered."""
+"""The OpenAPI document, built from the routes the app really registered.
+
+Handlers are registered through :class:`Routes`, which puts the summary next to the
+route; enums and limits come from the model and from :mod:`.schema`, so the
+document cannot drift from what the handlers accept.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
-from quart import Quart
+from flask.sansio.app import App
+from quart import Blueprint, Quart
 
 from ..model import JSON
+from . import schema
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+# Where the summaries of one app's routes live, keyed by (rule, method).
+SUMMARIES_KEY = "runyard.openapi"
 
 _OBJ: JSON = {"type": "object", "additionalProperties": True}
 _MODES: JSON = {
@@ -16,7 +29,12 @@ _MODES: JSON = {
         {"type": "array", "items": {"type": "string"}},
     ]
 }
-_STRATEGIES = ["reject", "interrupt", "rollback", "enqueue"]
+_SECONDS: JSON = {"type": "number", "minimum": 0, "maximum": schema.MAX_SECONDS}
+
+
+def _enum(values: Iterable[str]) -> JSON:
+    return {"type": "string", "enum": list(values)}
+
 
 SCHEMAS: dict[str, JSON] = {
     "Error": {
@@ -35,11 +53,11 @@ SCHEMAS: dict[str, JSON] = {
             "context": _OBJ,
             "stream_mode": _MODES,
             "stream_resumable": {"type": "boolean"},
-            "on_disconnect": {"type": "string", "enum": ["cancel", "continue"]},
-            "multitask_strategy": {"type": "string", "enum": _STRATEGIES},
-            "if_not_exists": {"type": "string", "enum": ["reject", "create"]},
-            "after_seconds": {"type": "number", "minimum": 0, "maximum": 31622400},
-            "timeout_seconds": {"type": "number", "minimum": 0, "maximum": 31622400},
+            "on_disconnect": _enum(schema.ON_DISCONNECT),
+            "multitask_strategy": _enum(schema.STRATEGIES),
+            "if_not_exists": _enum(schema.IF_NOT_EXISTS),
+            "after_seconds": _SECONDS,
+            "timeout_seconds": _SECONDS,
             "webhook": {"type": "string"},
         },
     },
@@ -51,10 +69,7 @@ SCHEMAS: dict[str, JSON] = {
             "assistant_id": {"type": "string"},
             "created_at": {"type": "string"},
             "updated_at": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["pending", "running", "success", "error", "timeout", "interrupted"],
-            },
+            "status": _enum(schema.RUN_STATUSES),
             "metadata": _OBJ,
             "kwargs": _OBJ,
             "multitask_strategy": {"type": "string"},
@@ -67,16 +82,16 @@ SCHEMAS: dict[str, JSON] = {
         "properties": {
             "thread_id": {"type": "string"},
             "metadata": _OBJ,
-            "if_exists": {"type": "string", "enum": ["raise", "do_nothing"]},
+            "if_exists": _enum(schema.IF_EXISTS),
         },
     },
-    "Search": {
+    "Search": {  # threads and assistants: each reads the fields it knows
         "type": "object",
         "properties": {
             "metadata": _OBJ,
             "status": {"type": "string"},
             "graph_id": {"type": "string"},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "limit": {"type": "integer", "minimum": 1, "maximum": schema.MAX_LIMIT},
             "offset": {"type": "integer", "minimum": 0},
         },
     },
@@ -103,17 +118,42 @@ _BODIES = {
     "threads": "ThreadCreate",
 }
 
-SUMMARIES_KEY = "RUNYARD_OPENAPI_SUMMARIES"
+
+class Routes:
+    """Registers handlers on a blueprint, each route with the summary the document shows.
+
+    Stack two routes on one handler to serve a thread route and its thread-less
+    form: the short form passes ``defaults={"thread_id": None}``.
+    """
+
+    def __init__(self, blueprint: Blueprint) -> None:
+        self.blueprint = blueprint
+
+    def __call__(
+        self, rule: str, *methods: str, summary: str, defaults: dict[str, Any] | None = None
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.blueprint.add_url_rule(
+                rule, view_func=handler, methods=list(methods), defaults=defaults or {}
+            )
+            self.blueprint.record(
+                lambda state: describe(
+                    state.app, (state.url_prefix or "").rstrip("/") + rule, methods, summary
+                )
+            )
+            return handler
+
+        return register
 
 
-def describe(app: Quart, rule: str, methods: Iterable[str], summary: str) -> None:
-    summaries: dict[tuple[str, str], str] = app.config.setdefault(SUMMARIES_KEY, {})
+def describe(app: App, rule: str, methods: Iterable[str], summary: str) -> None:
+    summaries: dict[tuple[str, str], str] = app.extensions.setdefault(SUMMARIES_KEY, {})
     for method in methods:
         summaries[(rule, method)] = summary
 
 
 def document(app: Quart, version: str) -> JSON:
-    summaries: dict[tuple[str, str], str] = app.config.get(SUMMARIES_KEY, {})
+    summaries: dict[tuple[str, str], str] = app.extensions.get(SUMMARIES_KEY, {})
     paths: dict[str, dict[str, JSON]] = {}
     for rule in app.url_map.iter_rules():
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):

@@ -16,23 +16,30 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ..errors import BadRequest, Invalid
-from ..model import JSON, MultitaskStrategy
-from ..model import RunRequest
+from ..model import JSON, MultitaskStrategy, RunRequest, RunStatus, ThreadStatus
 
 T = TypeVar("T")
 
 # Nesting deeper than this is refused before it can cost recursion elsewhere.
 MAX_DEPTH = 64
+# The stream modes LangGraph's SDK may ask for.
 STREAM_MODES = frozenset(
     {"values", "updates", "custom", "messages", "messages-tuple", "events", "debug", "tasks",
      "checkpoints"}
 )  # fmt: skip
+# What a background run logs, so any later join can pick (LangGraph's "union of all modes").
 BACKGROUND_MODES = ("values", "updates", "custom", "messages-tuple")
+# The choices of the body and query fields (API.md), each checked here and nowhere else.
 ON_DISCONNECT = ("cancel", "continue")
 IF_NOT_EXISTS = ("reject", "create")
 IF_EXISTS = ("raise", "do_nothing")
 CANCEL_ACTIONS = ("interrupt", "rollback")
-MAX_LIMIT = 1000
+RUN_STATUSES = tuple(s.value for s in RunStatus)
+THREAD_STATUSES = tuple(s.value for s in ThreadStatus)
+STRATEGIES = tuple(m.value for m in MultitaskStrategy)
+DEFAULT_LIMIT = 10  # a page of a list or search, as on LangGraph
+FEED_LIMIT = 50  # recent runs in the dashboard feed's first snapshot
+MAX_LIMIT = 1000  # a page no larger than the server answers in one go
 MAX_SECONDS = 366 * 24 * 3600  # a year: a later start or a longer timeout is a mistake
 
 
@@ -147,7 +154,7 @@ def run_create(
     thread_id: str | None,
     owner: str,
     streaming: bool,
-    max_metadata: int = 16 * 1024,
+    max_metadata: int,
 ) -> RunCreate:
     """Validate a run-create body (``POST …/runs``, ``/stream``, ``/wait``)."""
     b = body_object(body)
@@ -158,7 +165,7 @@ def run_create(
     context = field(b, "context", dict, None)
     if context is not None:
         config = {**config, "context": context}
-    strategy = choice(b, "multitask_strategy", tuple(m.value for m in MultitaskStrategy), "enqueue")
+    strategy = choice(b, "multitask_strategy", STRATEGIES, "enqueue")
     if_not_exists = choice(b, "if_not_exists", IF_NOT_EXISTS, "reject")
     if thread_id is not None and if_not_exists == "create":
         valid_thread_id(thread_id, "thread_id (in the path)")
@@ -168,8 +175,7 @@ def run_create(
         thread_id=thread_id,
         metadata=metadata(b, max_metadata),
         config=config,
-        # A background run logs every common mode, so any later join can pick
-        # (LangGraph's "union of all stream modes"); stream and wait default to values.
+        # A background run logs BACKGROUND_MODES; stream and wait default to values.
         stream_mode=stream_modes(
             b.get("stream_mode") or ("values" if streaming else list(BACKGROUND_MODES))
         ),
@@ -184,7 +190,7 @@ def run_create(
     return RunCreate(request, on_disconnect, bool(field(b, "stream_resumable", bool, True)))
 
 
-def paging(source: Mapping[str, Any], *, default_limit: int = 10) -> tuple[int, int]:
+def paging(source: Mapping[str, Any], *, default_limit: int = DEFAULT_LIMIT) -> tuple[int, int]:
     """``limit`` and ``offset`` from a body or a query string."""
     limit = _int(source, "limit", default_limit)
     offset = _int(source, "offset", 0)

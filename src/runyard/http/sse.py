@@ -17,9 +17,11 @@ import trio
 from quart import Response
 
 from ..events import Subscription
-from ..model import CancelReason, Event, Run, dumps, run_to_json
+from ..model import CancelReason, Event, Run, dumps
 from ..supervisor import Supervisor
+from .render import run_json
 
+# An SSE comment: clients ignore it, proxies see a live connection.
 HEARTBEAT = b": heartbeat\n\n"
 # Events every stream carries, whatever its stream_mode.
 ALWAYS = frozenset({"metadata", "error", "end"})
@@ -127,7 +129,7 @@ def feed_response(
 
     async def body() -> AsyncGenerator[bytes, None]:
         try:
-            snapshot = [run_to_json(r) for r in recent]
+            snapshot = [run_json(r) for r in recent]
             yield f"event: snapshot\ndata: {dumps(snapshot)}\n\n".encode()
             while True:
                 run = None
@@ -139,7 +141,7 @@ def feed_response(
                 if run is None:
                     yield HEARTBEAT
                 elif run.owner == owner:
-                    yield f"event: run\ndata: {dumps(run_to_json(run))}\n\n".encode()
+                    yield f"event: run\ndata: {dumps(run_json(run))}\n\n".encode()
         finally:
             changes.close()
 

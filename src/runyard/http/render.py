@@ -1,0 +1,92 @@
+"""The wire shapes: runs, threads, assistants and final results as JSON.
+
+Pure functions of the model's data; the field names and formats are the
+LangGraph API's (``/work/shared/API.md``: "Run object", "Thread object").
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..agents import Agent
+from ..model import JSON, CancelReason, Run, RunStatus, Thread
+
+# Agents are registered at start-up and never edited; LangGraph wants a date anyway.
+AGENT_TIMESTAMP = "1970-01-01T00:00:00+00:00"
+
+
+def iso(ts: float) -> str:
+    """Render a unix timestamp as an RFC 3339 string in UTC, as LangGraph does."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
+
+
+def run_json(run: Run) -> dict[str, JSON]:
+    return {
+        "run_id": run.run_id,
+        "thread_id": run.thread_id,
+        "assistant_id": run.assistant_id,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "status": str(run.status),
+        "metadata": run.metadata,
+        "multitask_strategy": str(run.multitask_strategy),
+        "kwargs": run.kwargs,
+        "cancel_reason": None if run.cancel_reason is None else str(run.cancel_reason),
+        "error": None if run.error is None else run.error.to_json(),
+    }
+
+
+def thread_json(thread: Thread) -> dict[str, JSON]:
+    return {
+        "thread_id": thread.thread_id,
+        "created_at": iso(thread.created_at),
+        "updated_at": iso(thread.updated_at),
+        "metadata": thread.metadata,
+        "status": str(thread.status),
+        "values": thread.values,
+        "interrupts": {},
+    }
+
+
+def thread_state_json(thread: Thread) -> dict[str, JSON]:
+    """``GET /threads/{tid}/state``: one checkpoint, the output of the last success."""
+    return {
+        "values": thread.values if thread.values is not None else {},
+        "next": [],
+        "tasks": [],
+        "metadata": thread.metadata,
+        "created_at": iso(thread.updated_at),
+        "checkpoint": {
+            "thread_id": thread.thread_id,
+            "checkpoint_ns": "",
+            "checkpoint_id": None,
+        },
+        "parent_checkpoint": None,
+        "interrupts": [],
+    }
+
+
+def assistant_json(agent: Agent) -> dict[str, JSON]:
+    return {
+        "assistant_id": agent.name,
+        "graph_id": agent.name,
+        "name": agent.name,
+        "description": agent.description or None,
+        "config": {},
+        "context": {},
+        "metadata": {"runtime": "asyncio" if agent.asyncio else "trio"},
+        "version": 1,
+        "created_at": AGENT_TIMESTAMP,
+        "updated_at": AGENT_TIMESTAMP,
+    }
+
+
+def final_body(run: Run) -> JSON:
+    """What /wait and /join answer: the values on success, ``__error__`` otherwise."""
+    if run.status is RunStatus.SUCCESS:
+        return run.output
+    if run.error is not None:
+        return {"__error__": run.error.to_json()}
+    reason = run.cancel_reason or CancelReason.SHUTDOWN
+    message = f"the run was {run.status} ({reason})"
+    return {"__error__": {"error": "RunInterrupted", "message": message}}

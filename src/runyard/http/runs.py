@@ -1,0 +1,175 @@
+"""Runs: start (background, stream, wait), list, read, join, cancel, delete.
+
+A handler that also has a thread-less route serves both: ``thread_id`` is
+None there (``defaults={"thread_id": None}``), and a run started that way gets
+a new thread. A run never belongs to the request that started it: when a
+client disconnects, quart-trio cancels the handler and the run goes on, unless
+``on_disconnect`` is ``cancel`` (stream and wait) or ``cancel_on_disconnect``
+is set (joining a stream); the run is then cancelled with reason
+``disconnect`` and still persists its final state.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify, request
+
+from ..errors import Invalid
+from ..model import CancelReason, Run
+from ..supervisor import RunHandle
+from . import schema
+from .context import body, owner, settings, supervisor
+from .openapi import Routes
+from .render import final_body, run_json
+from .sse import feed_response, run_paths, sse_response
+
+runs = Blueprint("runs", __name__)
+route = Routes(runs)
+
+# The thread-less form of a route: the run gets (or is looked up without) a thread.
+NO_THREAD = {"thread_id": None}
+
+
+async def _start(thread_id: str | None, *, streaming: bool) -> tuple[RunHandle, bool]:
+    """Validate the body and start the run; also whether it goes with the client."""
+    parsed = schema.run_create(
+        await body(),
+        thread_id=thread_id,
+        owner=owner(),
+        streaming=streaming,
+        max_metadata=settings().max_metadata_bytes,
+    )
+    handle = await supervisor().create_run(parsed.request)
+    return handle, parsed.on_disconnect == "cancel"
+
+
+def _located(response: Response, run: Run, *, join: bool = False) -> Response:
+    content_location, stream_location = run_paths(run)
+    response.headers["Content-Location"] = content_location
+    response.headers["Location"] = f"{content_location}/join" if join else stream_location
+    return response
+
+
+@route("/threads/<thread_id>/runs", "POST", summary="Start a run in the background")
+@route(
+    "/runs", "POST", summary="Start a run on a new thread, in the background", defaults=NO_THREAD
+)
+async def create(thread_id: str | None) -> Response:
+    handle, _ = await _start(thread_id, streaming=False)
+    return _located(jsonify(run_json(handle.run)), handle.run)
+
+
+@route("/threads/<thread_id>/runs/stream", "POST", summary="Start a run and stream it (SSE)")
+@route(
+    "/runs/stream",
+    "POST",
+    summary="Start a run on a new thread and stream it (SSE)",
+    defaults=NO_THREAD,
+)
+async def stream(thread_id: str | None) -> Response:
+    handle, cancel = await _start(thread_id, streaming=True)
+    sup = supervisor()
+    return sse_response(
+        sup,
+        handle.run,
+        sup.subscribe(handle.run_id, limited=True),
+        modes=handle.request.stream_mode,
+        cancel_on_disconnect=cancel,
+        heartbeat=settings().heartbeat,
+    )
+
+
+@route("/threads/<thread_id>/runs/wait", "POST", summary="Start a run and wait for its end")
+@route(
+    "/runs/wait",
+    "POST",
+    summary="Start a run on a new thread and wait for its end",
+    defaults=NO_THREAD,
+)
+async def wait(thread_id: str | None) -> Response:
+    handle, cancel = await _start(thread_id, streaming=True)
+    # A client that leaves cancels this wait, and with on_disconnect=cancel the run.
+    run = await supervisor().wait_run(
+        handle.run_id,
+        owner=owner(),
+        cancel_on_exit=CancelReason.DISCONNECT if cancel else None,
+    )
+    return _located(jsonify(final_body(run)), run, join=True)
+
+
+@route("/threads/<thread_id>/runs", "GET", summary="List a thread's runs, newest first")
+@route(
+    "/runs", "GET", summary="List runs of every thread, newest first (runyard)", defaults=NO_THREAD
+)
+async def list_(thread_id: str | None) -> Response:
+    limit, offset = schema.paging(request.args)
+    status = request.args.get("status") or None
+    if status is not None and status not in schema.RUN_STATUSES:
+        raise Invalid("query parameter 'status' is not a run status")
+    found = await supervisor().list_runs(
+        thread_id, status=status, limit=limit, offset=offset, owner=owner()
+    )
+    return jsonify([run_json(r) for r in found])
+
+
+@route("/runs/feed", "GET", summary="Live feed of run status changes, SSE (runyard)")
+async def feed() -> Response:
+    limit, _ = schema.paging(request.args, default_limit=schema.FEED_LIMIT)
+    sup = supervisor()
+    recent = await sup.list_runs(None, limit=limit, owner=owner())
+    return feed_response(sup, recent, owner=owner(), heartbeat=settings().heartbeat)
+
+
+@route("/threads/<thread_id>/runs/<run_id>", "GET", summary="Read a run")
+@route("/runs/<run_id>", "GET", summary="Read a run by its id alone (runyard)", defaults=NO_THREAD)
+async def get(thread_id: str | None, run_id: str) -> Response:
+    return jsonify(run_json(await supervisor().get_run(run_id, thread_id=thread_id, owner=owner())))
+
+
+@route("/threads/<thread_id>/runs/<run_id>", "DELETE", summary="Delete a finished run")
+async def delete(thread_id: str, run_id: str) -> Response:
+    await supervisor().delete_run(run_id, thread_id=thread_id, owner=owner())
+    return Response(b"", status=204)
+
+
+@route("/threads/<thread_id>/runs/<run_id>/join", "GET", summary="Wait for a run's end")
+async def join(thread_id: str, run_id: str) -> Response:
+    # A client that leaves cancels only this wait; the run goes on.
+    run = await supervisor().wait_run(run_id, thread_id=thread_id, owner=owner())
+    return _located(jsonify(final_body(run)), run, join=True)
+
+
+@route("/threads/<thread_id>/runs/<run_id>/stream", "GET", summary="Join a run's stream")
+async def join_stream(thread_id: str, run_id: str) -> Response:
+    sup = supervisor()
+    run = await sup.get_run(run_id, thread_id=thread_id, owner=owner())
+    after = schema.last_event_id(request.headers.get("Last-Event-ID"))
+    raw_modes = [m for m in request.args.getlist("stream_mode") if m]
+    modes = schema.stream_modes(raw_modes, "stream_mode") if raw_modes else None
+    cancel = schema.flag(request.args.get("cancel_on_disconnect"), "cancel_on_disconnect")
+    if after is not None and run.status.terminal and after >= await sup.last_seq(run_id):
+        # The client has the whole log, end included; 204 stops an EventSource.
+        return _located(Response(b"", status=204), run)
+    # Past the end of a live run, this waits for ids > after: never a duplicate.
+    return sse_response(
+        sup,
+        run,
+        sup.subscribe(run_id, -1 if after is None else after, limited=True),
+        modes=modes,
+        cancel_on_disconnect=cancel,
+        heartbeat=settings().heartbeat,
+    )
+
+
+@route("/threads/<thread_id>/runs/<run_id>/cancel", "POST", summary="Cancel a run")
+async def cancel(thread_id: str, run_id: str) -> Response:
+    wait_for_end = schema.flag(request.args.get("wait"), "wait")
+    action = request.args.get("action") or "interrupt"
+    if action not in schema.CANCEL_ACTIONS:
+        raise Invalid("query parameter 'action' must be interrupt or rollback")
+    reason = CancelReason.ROLLBACK if action == "rollback" else CancelReason.USER
+    run = await supervisor().cancel_run(
+        run_id, thread_id=thread_id, reason=reason, wait=wait_for_end, owner=owner()
+    )
+    response = jsonify(run_json(run))
+    response.status_code = 200 if wait_for_end else 202
+    return response
