@@ -14,12 +14,14 @@ from . import __version__, client_cli
 from .config import ConfigError, Settings, load
 from .errors import StoreUnusable
 
+_D = Settings()  # the defaults, for help texts
+
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the server (SQLite, demo agents, 127.0.0.1:2024)")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port (default 2024; 0 picks a free one)")
-    p.add_argument("--db", help="SQLite file (default ./.runyard/runyard.sqlite3)")
+    p = sub.add_parser("serve", help=f"run the server (SQLite, demo agents, {_D.host}:{_D.port})")
+    p.add_argument("--host", help=f"address to bind (default {_D.host})")
+    p.add_argument("--port", type=int, help=f"TCP port (default {_D.port}; 0 picks a free one)")
+    p.add_argument("--db", help=f"SQLite file (default {_D.db})")
     p.add_argument("--config", help="a runyard.toml (default ./runyard.toml if present)")
     p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
     p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")

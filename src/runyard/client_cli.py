@@ -16,7 +16,10 @@ from typing import Any, TextIO
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:2024"
+from .config import Settings
+
+_SERVER = Settings()
+DEFAULT_URL = f"http://{_SERVER.host}:{_SERVER.port}"  # where `runyard serve` listens by default
 EXIT_CODES = {"success": 0, "error": 1, "timeout": 3, "interrupted": 4}
 EXIT_USAGE = 2  # bad arguments, unknown ids, a server that cannot be reached
 # Reconnects of a followed stream before giving up (each resumes by Last-Event-ID).
