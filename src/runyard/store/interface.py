@@ -1,0 +1,86 @@
+"""What runyard needs from a database: the :class:`Store` protocol and what it writes.
+
+Pure data and one ``Protocol``; nothing here does I/O. The supervisor and the
+event log talk to a :class:`Store` and nothing else does, so a PostgreSQL
+store can be added beside :class:`~runyard.store.SQLiteStore` without
+touching either of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from ..model import (
+    JSON,
+    CancelReason,
+    ErrorInfo,
+    Event,
+    Run,
+    RunStatus,
+    Thread,
+    ThreadStatus,
+)
+
+
+@dataclasses.dataclass(slots=True)
+class FinalState:
+    """Everything the end of one run writes, in one transaction."""
+
+    run_id: str
+    thread_id: str
+    status: RunStatus
+    cancel_reason: CancelReason | None
+    error: ErrorInfo | None
+    output: JSON
+    updated_at: float
+    events: list[Event]  # the run's last events, ``end`` included
+    thread_status: ThreadStatus | None  # None: leave the thread as it is
+    delete: bool = False  # rollback: remove the run and its events instead
+
+
+@dataclasses.dataclass(slots=True)
+class Batch:
+    """What one transaction writes, applied in this order."""
+
+    created: list[tuple[Run, Thread | None]] = dataclasses.field(default_factory=list)
+    """New pending runs, each with the new thread to insert first (or None), the
+    thread then marked busy."""
+    events: list[Event] = dataclasses.field(default_factory=list)
+    running: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    """(run id, time) of runs that are now running."""
+    finals: list[FinalState] = dataclasses.field(default_factory=list)
+
+
+class Store(Protocol):
+    """What runyard needs from a database. A PostgreSQL store implements this too."""
+
+    async def aclose(self) -> None: ...
+
+    async def put_thread(self, thread: Thread) -> None: ...
+    async def get_thread(self, thread_id: str) -> Thread | None: ...
+    async def search_threads(
+        self, *, owner: str, metadata: dict[str, JSON], status: str | None, limit: int, offset: int
+    ) -> list[Thread]: ...
+    async def delete_thread(self, thread_id: str) -> None: ...
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+    async def list_runs(
+        self,
+        thread_id: str | None,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int,
+        owner: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first: of one thread, or of every thread when ``thread_id`` is None."""
+
+    async def unfinished_runs(self) -> list[Run]: ...
+    async def delete_run(self, run_id: str) -> None: ...
+    async def purge(self, before: float, *, batch: int = 200) -> int: ...
+
+    async def read_events(self, run_id: str, after_seq: int, limit: int) -> list[Event]: ...
+    async def last_seq(self, run_id: str) -> int: ...
+    async def commit(self, batch: Batch) -> None:
+        """Write the batch in one transaction (all of it or, raising, none)."""

@@ -1,0 +1,205 @@
+"""The SQL behind each :class:`~runyard.store.Store` operation, on one connection.
+
+Every statement is built from the table descriptions in :mod:`.schema`, so no
+query depends on the order of columns and each value is encoded and decoded
+in one place. Reads and writes both use plain :mod:`sqlite3`: the descriptions
+already give every statement, writes run in our own ``BEGIN IMMEDIATE``
+transactions, and sqlite-utils would only add a savepoint around each call.
+
+These functions block. :class:`~runyard.store.SQLiteStore` runs them in a
+worker thread, each write inside one transaction that it opens and closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import Any
+
+from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus
+from .interface import Batch, FinalState
+from .schema import EVENTS, RUNS, THREADS
+
+_PUT_THREAD = THREADS.insert("INSERT OR REPLACE")
+_ADD_RUN = RUNS.insert()
+_ADD_EVENT = EVENTS.insert("INSERT OR IGNORE")
+_MARK_THREAD = THREADS.update("status", "updated_at")
+_MARK_RUN = RUNS.update("status", "updated_at")
+_FINISH_RUN = RUNS.update("status", "cancel_reason", "error", "output", "updated_at")
+_FINISH_THREAD = THREADS.update("status", "values", "updated_at")
+_MISSING = object()
+
+# -- threads ------------------------------------------------------------------
+
+
+def put_thread(c: sqlite3.Connection, thread: Thread) -> None:
+    c.execute(_PUT_THREAD, THREADS.row(thread))
+
+
+def get_thread(db: sqlite3.Connection, thread_id: str) -> Thread | None:
+    row = db.execute(THREADS.select("WHERE thread_id = ?"), (thread_id,)).fetchone()
+    return None if row is None else THREADS.load(row)
+
+
+def search_threads(
+    db: sqlite3.Connection,
+    *,
+    owner: str,
+    metadata: dict[str, JSON],
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[Thread]:
+    """Newest first; metadata is matched here, key by key, on the decoded values."""
+    where, args = "owner = ?", [owner]
+    if status is not None:
+        where += " AND status = ?"
+        args.append(status)
+    found: list[Thread] = []
+    skipped = 0
+    query = THREADS.select(f"WHERE {where} ORDER BY created_at DESC")
+    with contextlib.closing(db.execute(query, args)) as rows:
+        for row in rows:
+            thread = THREADS.load(row)
+            if any(thread.metadata.get(k, _MISSING) != v for k, v in metadata.items()):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            found.append(thread)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def delete_thread(c: sqlite3.Connection, thread_id: str) -> None:
+    c.execute(
+        "DELETE FROM events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = ?)",
+        (thread_id,),
+    )
+    c.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+    c.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+
+
+# -- runs ---------------------------------------------------------------------
+
+
+def get_run(db: sqlite3.Connection, run_id: str) -> Run | None:
+    row = db.execute(RUNS.select("WHERE run_id = ?"), (run_id,)).fetchone()
+    return None if row is None else RUNS.load(row)
+
+
+def list_runs(
+    db: sqlite3.Connection,
+    thread_id: str | None,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    owner: str | None,
+) -> list[Run]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("thread_id", thread_id), ("status", status), ("owner", owner)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    query = RUNS.select(f"{where} ORDER BY created_at DESC LIMIT ? OFFSET ?")
+    return [RUNS.load(row) for row in db.execute(query, [*args, limit, offset])]
+
+
+def unfinished_runs(db: sqlite3.Connection) -> list[Run]:
+    query = RUNS.select("WHERE status IN ('pending', 'running') ORDER BY created_at")
+    return [RUNS.load(row) for row in db.execute(query)]
+
+
+def delete_run(c: sqlite3.Connection, run_id: str) -> None:
+    c.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+    c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+
+def purge_some(c: sqlite3.Connection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` finished runs updated before ``before``; return how many."""
+    ids = [
+        row[0]
+        for row in c.execute(
+            "SELECT run_id FROM runs WHERE status NOT IN ('pending', 'running')"
+            " AND updated_at < ? LIMIT ?",
+            (before, limit),
+        )
+    ]
+    marks = ",".join("?" * len(ids))
+    if ids:
+        c.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
+        c.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
+    return len(ids)
+
+
+# -- events -------------------------------------------------------------------
+
+
+def read_events(db: sqlite3.Connection, run_id: str, after_seq: int, limit: int) -> list[Event]:
+    query = EVENTS.select("WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+    return [EVENTS.load(row) for row in db.execute(query, (run_id, after_seq, limit))]
+
+
+def last_seq(db: sqlite3.Connection, run_id: str) -> int:
+    row = db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+    return -1 if row[0] is None else int(row[0])
+
+
+# -- one batch ------------------------------------------------------------------
+
+
+def commit(c: sqlite3.Connection, batch: Batch) -> None:
+    """Write ``batch`` in the order :class:`~runyard.store.Batch` documents."""
+    c.executemany(_PUT_THREAD, [THREADS.row(t) for _, t in batch.created if t is not None])
+    c.executemany(_ADD_RUN, [RUNS.row(r) for r, _ in batch.created])
+    c.executemany(
+        _MARK_THREAD,
+        [
+            THREADS.values(thread_id=r.thread_id, status=ThreadStatus.BUSY, updated_at=r.created_at)
+            for r, _ in batch.created
+        ],
+    )
+    c.executemany(_ADD_EVENT, [EVENTS.row(e) for e in batch.events])
+    c.executemany(
+        _MARK_RUN,
+        [
+            RUNS.values(run_id=run_id, status=RunStatus.RUNNING, updated_at=at)
+            for run_id, at in batch.running
+        ],
+    )
+    for final in batch.finals:
+        _finish(c, final)
+
+
+def _finish(c: sqlite3.Connection, f: FinalState) -> None:
+    """Write the end of one run and, unless ``thread_status`` is None, its thread's state."""
+    if f.delete:
+        delete_run(c, f.run_id)
+    else:
+        c.executemany(_ADD_EVENT, [EVENTS.row(e) for e in f.events])
+        run = RUNS.values(
+            run_id=f.run_id,
+            status=f.status,
+            cancel_reason=f.cancel_reason,
+            error=f.error,
+            output=f.output,
+            updated_at=f.updated_at,
+        )
+        c.execute(_FINISH_RUN, run)
+    if f.thread_status is None:
+        return
+    if f.status is RunStatus.SUCCESS and not f.delete:
+        # The thread's values become the successful run's output.
+        thread = THREADS.values(
+            thread_id=f.thread_id, status=f.thread_status, values=f.output, updated_at=f.updated_at
+        )
+        c.execute(_FINISH_THREAD, thread)
+    else:
+        thread = THREADS.values(
+            thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at
+        )
+        c.execute(_MARK_THREAD, thread)
