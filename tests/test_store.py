@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from runyard.demo import demo_registry
 from runyard.errors import StoreError, StoreUnusable
 from runyard.model import (
     CancelReason,
@@ -25,9 +24,8 @@ from runyard.model import (
     ThreadStatus,
 )
 from runyard.store import SCHEMA_VERSION, Batch, SQLiteStore, retry
-from runyard.supervisor import Supervisor
 
-from .helpers import assert_gapless, stored_events
+from .helpers import assert_gapless, start_supervisor, stored_events
 
 pytestmark = pytest.mark.trio
 
@@ -77,8 +75,7 @@ async def test_a_foreign_database_is_refused(db_path: str) -> None:
 async def test_a_lock_held_for_two_seconds_is_ridden_out(
     store: SQLiteStore, nursery: trio.Nursery, db_path: str
 ) -> None:
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store)
     locked = threading.Event()
 
     def hold_lock() -> None:
@@ -108,8 +105,7 @@ async def test_a_lock_held_for_two_seconds_is_ridden_out(
 async def test_purge_deletes_old_finished_runs_in_batches_and_keeps_the_rest(
     store: SQLiteStore, nursery: trio.Nursery
 ) -> None:
-    sup = Supervisor(store, demo_registry())
-    await nursery.start(sup.serve)
+    sup = await start_supervisor(nursery, store)
     done = [await sup.create_run(RunRequest("emitter", {"n": 3})) for _ in range(7)]
     for h in done:
         await sup.wait_run(h.run_id)
