@@ -174,19 +174,48 @@ INSERT INTO meta VALUES ('schema_version', '1');
 """
 
 
-async def test_migrating_a_fresh_file_creates_exactly_the_columns_keys_and_indexes_of_schema_1(
-    store: SQLiteStore, db_path: str
-) -> None:
-    conn = sqlite3.connect(db_path)
+# What schema 2 added: pending interrupts on threads, and these tables.
+SCHEMA_2_TABLES = {
+    "checkpoints",
+    "checkpoint_blobs",
+    "checkpoint_writes",
+    "assistants",
+    "assistant_versions",
+    "items",
+}
+SCHEMA_2_INDEXES = ["idx_assistants_owner_graph_id", "idx_checkpoints_run_id"]
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, int, int]]:
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    return [(name, kind, notnull, pk) for _, name, kind, notnull, _, pk in info]
+
+
+def _tables_and_indexes(conn: sqlite3.Connection) -> tuple[set[str], list[str]]:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == set(SCHEMA_1)
-    for table, columns in SCHEMA_1.items():
-        info = conn.execute(f"PRAGMA table_info({table})").fetchall()
-        assert [(name, kind, notnull, pk) for _, name, kind, notnull, _, pk in info] == columns
     indexes = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
     )
-    assert sorted(r[0] for r in indexes) == ["idx_runs_status", "idx_runs_thread_id_created_at"]
+    return tables, sorted(r[0] for r in indexes)
+
+
+async def test_migrating_a_fresh_file_creates_the_columns_keys_and_indexes_of_schema_2(
+    store: SQLiteStore, db_path: str
+) -> None:
+    conn = sqlite3.connect(db_path)
+    tables, indexes = _tables_and_indexes(conn)
+    assert tables == set(SCHEMA_1) | SCHEMA_2_TABLES
+    for table, columns in SCHEMA_1.items():
+        added = [("interrupts", "TEXT", 0, 0)] if table == "threads" else []
+        assert _columns(conn, table) == columns + added
+    assert [c for c in _columns(conn, "checkpoints") if c[3]] == [
+        ("thread_id", "TEXT", 1, 1),
+        ("checkpoint_ns", "TEXT", 1, 2),
+        ("checkpoint_id", "TEXT", 1, 3),
+    ]
+    assert indexes == sorted(
+        ["idx_runs_status", "idx_runs_thread_id_created_at", *SCHEMA_2_INDEXES]
+    )
     assert conn.execute("PRAGMA index_info(idx_runs_thread_id_created_at)").fetchall() == [
         (0, 1, "thread_id"),
         (1, 4, "created_at"),
@@ -195,8 +224,8 @@ async def test_migrating_a_fresh_file_creates_exactly_the_columns_keys_and_index
     assert events.endswith("WITHOUT ROWID")
 
 
-async def test_a_database_written_by_schema_1_opens_unchanged_and_reads_back(
-    db_path: str,
+async def test_a_database_written_by_schema_1_is_upgraded_in_place_and_reads_back(
+    db_path: str, tmp_path: Path
 ) -> None:
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.executescript(SCHEMA_1_SQL)
@@ -221,7 +250,18 @@ async def test_a_database_written_by_schema_1_opens_unchanged_and_reads_back(
     )
     assert thread == Thread("t", 1.0, 2.0, {}, ThreadStatus.BUSY, None, owner="ann")
     assert [(e.seq, e.event, e.value()) for e in events] == [(0, "metadata", {"run_id": "r"})]
-    assert conn.execute("SELECT * FROM sqlite_master").fetchall() == schema
+    # Schema 1's tables are kept as they were written; schema 2 only adds.
+    assert set(conn.execute("SELECT * FROM sqlite_master").fetchall()) > {
+        row for row in schema if row[1] != "threads"
+    }
+    assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
+    fresh = SQLiteStore(str(tmp_path / "fresh.sqlite3"))
+    await fresh.open()
+    await fresh.aclose()
+    fresh_conn = sqlite3.connect(fresh.path)
+    assert _tables_and_indexes(conn) == _tables_and_indexes(fresh_conn)
+    for table in _tables_and_indexes(conn)[0]:
+        assert _columns(conn, table) == _columns(fresh_conn, table)
 
 
 @pytest.mark.parametrize(

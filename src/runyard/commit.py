@@ -29,7 +29,7 @@ import trio
 from .errors import StoreError
 from .events import RunLog
 from .model import JSON, Event, Run, Thread, dumps
-from .store import Batch, FinalState, Store
+from .store import Batch, CheckpointRow, FinalState, Store, WriteRow
 
 log = logging.getLogger("runyard.commit")
 
@@ -50,12 +50,21 @@ class _Final:
 
 @dataclasses.dataclass(slots=True)
 class _Row:
-    """A run's new row (``created``) or its running mark; the caller waits for it."""
+    """A run's new row (``created``), its running mark, or a graph's checkpoint
+    rows; whoever queued it may wait for its commit."""
 
     created: tuple[Run, Thread | None] | None = None
     running: tuple[str, float] | None = None
+    checkpoints: list[CheckpointRow] = dataclasses.field(default_factory=list)
+    writes: list[WriteRow] = dataclasses.field(default_factory=list)
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     error: StoreError | None = None
+
+    async def wait(self) -> None:
+        """Until committed; raises :class:`StoreError` if it could not be."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 _Op = tuple[RunLog, Event] | _Final | _Row
@@ -137,14 +146,28 @@ class CommitWriter:
         """
         await self._acknowledged(_Row(running=(run_id, at)))
 
+    def save_nowait(
+        self, checkpoints: list[CheckpointRow] | None = None, writes: list[WriteRow] | None = None
+    ) -> _Row:
+        """Queue a graph's checkpoints and pending writes behind everything queued so far.
+
+        They commit in the same transaction as the events queued before them,
+        or a later one. ``await op.wait()`` on what this returns waits for the
+        commit. Raises :class:`StoreError` once the writer has stopped.
+        """
+        op = _Row(checkpoints=checkpoints or [], writes=writes or [])
+        self._enqueue(op)
+        return op
+
     async def _acknowledged(self, op: _Row) -> None:
+        self._enqueue(op)
+        await op.wait()
+
+    def _enqueue(self, op: _Row) -> None:
         if self._stopped.is_set():
             raise StoreError("the commit writer has stopped")
         self._queue.append(op)
         self._wakeup.set()
-        await op.done.wait()
-        if op.error is not None:
-            raise op.error
 
     # -- the writer task ------------------------------------------------------
 
@@ -211,6 +234,8 @@ class CommitWriter:
                     batch.created.append(op.created)
                 if op.running is not None:
                     batch.running.append(op.running)
+                batch.checkpoints.extend(op.checkpoints)
+                batch.writes.extend(op.writes)
             else:
                 finals.append(op)
                 state = op.state
@@ -222,7 +247,7 @@ class CommitWriter:
                 batch.finals.append(state)
                 publish[op.log].extend(e for e in state.events if e.seq > op.log.published)
         try:
-            if batch.events or batch.created or batch.running or batch.finals:
+            if any((batch.events, batch.created, batch.running, batch.finals, rows)):
                 await self.store.commit(batch)
         except StoreError as exc:
             log.error("commit.failed", extra={"events": len(batch.events), "finals": len(finals)})

@@ -154,6 +154,8 @@ class Thread:
     status: ThreadStatus = ThreadStatus.IDLE
     values: JSON = None
     owner: str = ""
+    # Pending interrupts of a graph's state, by task id: {task_id: [{"id", "value"}]}.
+    interrupts: dict[str, JSON] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,3 +184,33 @@ class Event:
 def dumps(value: JSON) -> str:
     """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclasses.dataclass(slots=True)
+class Assistant:
+    """A graph (or agent) with its configuration; ``version`` counts its changes."""
+
+    assistant_id: str
+    graph_id: str
+    created_at: float
+    updated_at: float
+    name: str = ""
+    description: str | None = None
+    config: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    context: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    version: int = 1
+    owner: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class Item:
+    """One document of the long-term memory store, under a namespace path."""
+
+    namespace: tuple[str, ...]
+    key: str
+    value: dict[str, JSON]
+    created_at: float
+    updated_at: float
+    owner: str = ""
+    expires_at: float | None = None

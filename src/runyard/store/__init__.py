@@ -3,17 +3,48 @@
 The supervisor and the event log talk to a :class:`Store`; nothing else does.
 The package reads in this order:
 
-- ``interface``: the :class:`Store` protocol and what it writes (:class:`Batch`,
-  :class:`FinalState`); pure data.
+- ``interface``: what the engine writes (:class:`Batch`, :class:`FinalState`,
+  checkpoint rows; pure data) and the :class:`RunStore` protocol. :class:`Store`
+  (below) is it with the parts for checkpoints, assistants and items.
 - ``schema``: one description per table; the CREATE, INSERT, UPDATE and
   SELECT statements and the row mapping built from it; the migration.
 - ``queries``: the SQL behind each operation, on one blocking connection.
 - ``retry``: the one bounded back-off for a busy database.
-- ``sqlite``: :class:`SQLiteStore`, the connections, their threads and lifetime.
+- ``connection``: the SQLite connections, their threads and lifetime.
+- ``checkpoints``, ``assistants``, ``items``: each part's protocol and SQLite mixin.
+- ``sqlite``: :class:`SQLiteStore`, all the parts together.
 """
 
-from .interface import Batch, FinalState, Store
+from typing import Protocol
+
+from .assistants import AssistantStore
+from .checkpoints import CheckpointStore
+from .interface import (
+    Batch,
+    BlobRow,
+    CheckpointRow,
+    FinalState,
+    RunStore,
+    ThreadState,
+    WriteRow,
+)
+from .items import ItemStore
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteStore
 
-__all__ = ["SCHEMA_VERSION", "Batch", "FinalState", "SQLiteStore", "Store"]
+
+class Store(RunStore, CheckpointStore, AssistantStore, ItemStore, Protocol):
+    """Everything runyard keeps in a database. A PostgreSQL store implements it too."""
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Batch",
+    "BlobRow",
+    "CheckpointRow",
+    "FinalState",
+    "SQLiteStore",
+    "Store",
+    "ThreadState",
+    "WriteRow",
+]

@@ -36,7 +36,61 @@ class FinalState:
     updated_at: float
     events: list[Event]  # the run's last events, ``end`` included
     thread_status: ThreadStatus | None  # None: leave the thread as it is
-    delete: bool = False  # rollback: remove the run and its events instead
+    delete: bool = False  # rollback: remove the run, its events and checkpoints instead
+    # A graph run's thread state; None: on success the thread's values are the output.
+    thread_state: ThreadState | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class ThreadState:
+    """A graph thread's state after a run: its values and its pending interrupts."""
+
+    values: JSON
+    interrupts: dict[str, JSON]  # {task_id: [{"id", "value"}]}; empty: nothing pending
+
+
+@dataclasses.dataclass(slots=True)
+class BlobRow:
+    """One channel's value at one version, as the checkpoint serializer encoded it."""
+
+    thread_id: str
+    checkpoint_ns: str
+    channel: str
+    version: str
+    type: str  # the serializer's tag; "empty" when the channel had no value
+    blob: bytes | None
+
+
+@dataclasses.dataclass(slots=True)
+class CheckpointRow:
+    """One LangGraph checkpoint, without its channel values (those are :class:`BlobRow`)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str  # sorts by time (uuid6)
+    parent_checkpoint_id: str | None
+    run_id: str | None  # the run that wrote it, if any (rollback deletes them)
+    type: str
+    checkpoint: bytes
+    metadata: dict[str, JSON]
+    created_at: float
+    blobs: list[BlobRow] = dataclasses.field(default_factory=list)  # written with it
+
+
+@dataclasses.dataclass(slots=True)
+class WriteRow:
+    """A task's pending write on a checkpoint (interrupts and resumes live here)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    task_id: str
+    idx: int
+    channel: str
+    type: str
+    blob: bytes | None
+    task_path: str = ""
+    replace: bool = False  # an error, interrupt or resume write replaces an older one
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,11 +103,15 @@ class Batch:
     events: list[Event] = dataclasses.field(default_factory=list)
     running: list[tuple[str, float]] = dataclasses.field(default_factory=list)
     """(run id, time) of runs that are now running."""
+    checkpoints: list[CheckpointRow] = dataclasses.field(default_factory=list)
+    """Graph checkpoints (with their new channel blobs), behind the events before them."""
+    writes: list[WriteRow] = dataclasses.field(default_factory=list)
+    """Tasks' pending writes; a write with the same key replaces the older one."""
     finals: list[FinalState] = dataclasses.field(default_factory=list)
 
 
-class Store(Protocol):
-    """What runyard needs from a database. A PostgreSQL store implements this too."""
+class RunStore(Protocol):
+    """Threads, runs and their events: what the engine needs from a database."""
 
     async def aclose(self) -> None: ...
 

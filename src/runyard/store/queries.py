@@ -17,6 +17,7 @@ import sqlite3
 from typing import Any
 
 from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus
+from . import checkpoints
 from .interface import Batch, FinalState
 from .schema import EVENTS, RUNS, THREADS
 
@@ -27,6 +28,7 @@ _MARK_THREAD = THREADS.update("status", "updated_at")
 _MARK_RUN = RUNS.update("status", "updated_at")
 _FINISH_RUN = RUNS.update("status", "cancel_reason", "error", "output", "updated_at")
 _FINISH_THREAD = THREADS.update("status", "values", "updated_at")
+_FINISH_GRAPH_THREAD = THREADS.update("status", "values", "interrupts", "updated_at")
 _MISSING = object()
 
 # -- threads ------------------------------------------------------------------
@@ -79,6 +81,7 @@ def delete_thread(c: sqlite3.Connection, thread_id: str) -> None:
     )
     c.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
     c.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+    checkpoints.delete_for_thread(c, thread_id)
 
 
 # -- runs ---------------------------------------------------------------------
@@ -171,6 +174,8 @@ def commit(c: sqlite3.Connection, batch: Batch) -> None:
             for run_id, at in batch.running
         ],
     )
+    checkpoints.write_checkpoints(c, batch.checkpoints)
+    checkpoints.write_writes(c, batch.writes)
     for final in batch.finals:
         _finish(c, final)
 
@@ -179,6 +184,7 @@ def _finish(c: sqlite3.Connection, f: FinalState) -> None:
     """Write the end of one run and, unless ``thread_status`` is None, its thread's state."""
     if f.delete:
         delete_run(c, f.run_id)
+        checkpoints.delete_for_runs(c, [f.run_id])
     else:
         c.executemany(_ADD_EVENT, [EVENTS.row(e) for e in f.events])
         run = RUNS.values(
@@ -192,14 +198,16 @@ def _finish(c: sqlite3.Connection, f: FinalState) -> None:
         c.execute(_FINISH_RUN, run)
     if f.thread_status is None:
         return
-    if f.status is RunStatus.SUCCESS and not f.delete:
+    at = dict(thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at)
+    if f.thread_state is not None and not f.delete:
+        # A graph's thread: its values and interrupts are the saved state's.
+        state = f.thread_state
+        c.execute(
+            _FINISH_GRAPH_THREAD,
+            THREADS.values(**at, values=state.values, interrupts=state.interrupts),
+        )
+    elif f.status is RunStatus.SUCCESS and not f.delete:
         # The thread's values become the successful run's output.
-        thread = THREADS.values(
-            thread_id=f.thread_id, status=f.thread_status, values=f.output, updated_at=f.updated_at
-        )
-        c.execute(_FINISH_THREAD, thread)
+        c.execute(_FINISH_THREAD, THREADS.values(**at, values=f.output))
     else:
-        thread = THREADS.values(
-            thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at
-        )
-        c.execute(_MARK_THREAD, thread)
+        c.execute(_MARK_THREAD, THREADS.values(**at))

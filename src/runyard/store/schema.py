@@ -27,9 +27,11 @@ import sqlite_utils
 
 from ..errors import StoreUnusable
 from ..model import (
+    Assistant,
     CancelReason,
     ErrorInfo,
     Event,
+    Item,
     MultitaskStrategy,
     Run,
     RunStatus,
@@ -37,11 +39,12 @@ from ..model import (
     ThreadStatus,
     dumps,
 )
+from .interface import BlobRow, CheckpointRow, WriteRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 R = TypeVar("R")
-_PYTHON_TYPES: dict[str, type] = {"TEXT": str, "REAL": float, "INTEGER": int}
+_PYTHON_TYPES: dict[str, type] = {"TEXT": str, "REAL": float, "INTEGER": int, "BLOB": bytes}
 SQLValue = str | int | float | None
 
 
@@ -50,7 +53,7 @@ class Column:
     """One column: its name and SQL type, and how a record's field is stored in it."""
 
     name: str
-    sql_type: Literal["TEXT", "REAL", "INTEGER"]
+    sql_type: Literal["TEXT", "REAL", "INTEGER", "BLOB"]
     field: str = ""  # the record's attribute, when it is not named like the column
     encode: Callable[[Any], SQLValue] | None = None  # field value -> row value (None: as is)
     decode: Callable[[Any], Any] | None = None  # row value -> field value (None: as is)
@@ -186,6 +189,18 @@ def _error_text(error: ErrorInfo | None) -> str | None:
     return None if error is None else dumps(error.to_json())
 
 
+# A namespace path as one TEXT value; the separator (unit separator) is refused in labels.
+NAMESPACE_SEPARATOR = "\x1f"
+
+
+def _path(namespace: tuple[str, ...]) -> str:
+    return NAMESPACE_SEPARATOR.join(namespace)
+
+
+def _unpath(text: str) -> tuple[str, ...]:
+    return tuple(text.split(NAMESPACE_SEPARATOR)) if text else ()
+
+
 def _error_info(text: str | None) -> ErrorInfo | None:
     data = json.loads(text) if text else None
     return ErrorInfo(**data) if data else None
@@ -202,6 +217,7 @@ THREADS = Table(
         _json("metadata"),
         _enum("status", ThreadStatus),
         _json("state", field="values"),
+        _json("interrupts"),  # schema 2
     ),
     primary_key=("thread_id",),
 )
@@ -242,13 +258,126 @@ EVENTS = Table(
     without_rowid=True,
 )
 
-TABLES = (THREADS, RUNS, EVENTS)
+# -- schema 2: LangGraph checkpoints, assistants, the memory store --------------------
+
+CHECKPOINTS = Table(
+    "checkpoints",
+    CheckpointRow,
+    (
+        Column("thread_id", "TEXT", not_null=True),
+        Column("checkpoint_ns", "TEXT", not_null=True),
+        Column("checkpoint_id", "TEXT", not_null=True),
+        Column("parent_checkpoint_id", "TEXT"),
+        Column("run_id", "TEXT"),
+        Column("type", "TEXT"),
+        Column("checkpoint", "BLOB"),
+        _json("metadata"),
+        Column("created_at", "REAL"),
+    ),
+    primary_key=("thread_id", "checkpoint_ns", "checkpoint_id"),
+    indexes=(("run_id",),),
+)
+
+CHECKPOINT_BLOBS = Table(
+    "checkpoint_blobs",
+    BlobRow,
+    (
+        Column("thread_id", "TEXT", not_null=True),
+        Column("checkpoint_ns", "TEXT", not_null=True),
+        Column("channel", "TEXT", not_null=True),
+        Column("version", "TEXT", not_null=True),
+        Column("type", "TEXT"),
+        Column("blob", "BLOB"),
+    ),
+    primary_key=("thread_id", "checkpoint_ns", "channel", "version"),
+)
+
+CHECKPOINT_WRITES = Table(
+    "checkpoint_writes",
+    WriteRow,
+    (
+        Column("thread_id", "TEXT", not_null=True),
+        Column("checkpoint_ns", "TEXT", not_null=True),
+        Column("checkpoint_id", "TEXT", not_null=True),
+        Column("task_id", "TEXT", not_null=True),
+        Column("idx", "INTEGER", not_null=True),
+        Column("channel", "TEXT"),
+        Column("type", "TEXT"),
+        Column("blob", "BLOB"),
+        Column("task_path", "TEXT"),
+    ),
+    primary_key=("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"),
+)
+
+ASSISTANTS = Table(
+    "assistants",
+    Assistant,
+    (
+        Column("assistant_id", "TEXT"),
+        Column("owner", "TEXT"),
+        Column("graph_id", "TEXT"),
+        Column("name", "TEXT"),
+        Column("description", "TEXT"),
+        _json("config"),
+        _json("context"),
+        _json("metadata"),
+        Column("version", "INTEGER"),
+        Column("created_at", "REAL"),
+        Column("updated_at", "REAL"),
+    ),
+    primary_key=("assistant_id",),
+    indexes=(("owner", "graph_id"),),
+)
+
+# Every version of an assistant, the latest included (its row in ASSISTANTS says which).
+ASSISTANT_VERSIONS = Table(
+    "assistant_versions",
+    Assistant,
+    ASSISTANTS.columns,
+    primary_key=("assistant_id", "version"),
+)
+
+ITEMS = Table(
+    "items",
+    Item,
+    (
+        Column("owner", "TEXT", not_null=True),
+        Column("namespace", "TEXT", not_null=True, encode=_path, decode=_unpath),
+        Column("key", "TEXT", not_null=True),
+        _json("value"),
+        Column("created_at", "REAL"),
+        Column("updated_at", "REAL"),
+        Column("expires_at", "REAL"),
+    ),
+    primary_key=("owner", "namespace", "key"),
+)
+
+TABLES = (
+    THREADS,
+    RUNS,
+    EVENTS,
+    CHECKPOINTS,
+    CHECKPOINT_BLOBS,
+    CHECKPOINT_WRITES,
+    ASSISTANTS,
+    ASSISTANT_VERSIONS,
+    ITEMS,
+)
 
 # Not described above: it must exist before the version is known, and maps to no record.
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"
 
-# UPGRADES[n - 1] brings a file from schema n to n + 1 (none yet).
-UPGRADES: list[Callable[[sqlite3.Connection], None]] = []
+
+def _upgrade_1(conn: sqlite3.Connection) -> None:
+    """Schema 2: threads keep their pending interrupts; checkpoints, assistants, items."""
+    conn.execute("ALTER TABLE threads ADD COLUMN interrupts TEXT DEFAULT '{}'")
+    db = sqlite_utils.Database(conn)
+    for table in TABLES[TABLES.index(CHECKPOINTS) :]:
+        table.create(db)
+
+
+# UPGRADES[n - 1] brings a file from schema n to n + 1.
+UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_upgrade_1]
 assert len(UPGRADES) == SCHEMA_VERSION - 1
 
 

@@ -1,0 +1,153 @@
+"""The SQLite file under every :class:`~runyard.store.SQLiteStore`: connections, threads, lifetime.
+
+:class:`SQLiteBase` keeps two connections, one for writes and one for reads,
+each used from one worker thread at a time (a ``CapacityLimiter(1)``), so the
+trio loop never blocks on the disk and WAL lets reads go on during a write.
+Every write transaction starts with ``BEGIN IMMEDIATE``, so a lock held by
+another process shows up at once as ``SQLITE_BUSY``; reads and writes alike
+are retried with the bounded back-off of :mod:`.retry`, so a write never
+fails half way and a read never waits for ever.
+
+Cancellation: an operation cancelled while it waits for its connection or
+between two attempts raises ``trio.Cancelled`` and has written nothing; one
+cancelled during an attempt finishes that attempt first (a write commits or
+rolls back whole). :meth:`SQLiteBase.aclose` is shielded: it always waits
+for the operation in flight and closes both connections.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+import trio.lowlevel
+
+from ..errors import StoreError, StoreUnusable
+from .retry import BUSY_TIMEOUT_MS, retry_busy, retry_busy_sync
+from .schema import migrate
+
+T = TypeVar("T")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class SQLiteBase:
+    """One SQLite file in WAL mode: its connections, their threads, its lifetime."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", exclusive: bool = False) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._exclusive = exclusive  # hold PATH.lock: one server process per database
+        self._lock_file: int | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+        self.closed = False
+
+    # -- lifetime ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating or migrating) the database; raise :class:`StoreUnusable`."""
+        await trio.to_thread.run_sync(self._open_sync)
+
+    def _open_sync(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        if self._exclusive:
+            self._take_lock()
+        try:
+            writer = _connect(self.path)
+            writer.execute("PRAGMA journal_mode = WAL").fetchone()
+            writer.execute(f"PRAGMA synchronous = {self._synchronous}")
+            self._writer = writer
+            retry_busy_sync(lambda: migrate(writer, self.path))
+            reader = _connect(self.path)
+            reader.execute("PRAGMA query_only = 1")
+            self._reader = reader
+        except StoreUnusable:
+            self._close_sync()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._close_sync()
+            raise StoreUnusable(
+                f"{self.path} is not a usable runyard database ({exc.__class__.__name__});"
+                " it was left untouched"
+            ) from exc
+
+    def _take_lock(self) -> None:
+        """Own ``PATH.lock`` for this process's lifetime; the OS frees it if we die."""
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreUnusable(
+                f"{self.path} is in use by another runyard process (pid {holder});"
+                " stop it first or use another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_file = fd
+
+    async def aclose(self) -> None:
+        """Close both connections, after any read or write in flight has finished."""
+        if self.closed:
+            return
+        with trio.CancelScope(shield=True):
+            async with self._write_limiter, self._read_limiter:
+                self._close_sync()
+
+    def _close_sync(self) -> None:
+        self.closed = True
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                conn.close()
+        self._reader = self._writer = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # releases the flock
+            self._lock_file = None
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction on the writer's thread.
+
+        Raises :class:`StoreError` once the transaction was rolled back, for a
+        database that stayed busy past the bound or any other database error.
+        """
+
+        def transaction() -> T:
+            if self._writer is None:
+                raise StoreError("the database is closed")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await retry_busy(self._write_limiter, transaction, action="write")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the reader's thread; errors as for :meth:`_write`."""
+
+        def read() -> T:
+            if self._reader is None:
+                raise StoreError("the database is closed")
+            return fn(self._reader)
+
+        return await retry_busy(self._read_limiter, read, action="read")
