@@ -104,6 +104,7 @@ class Agent:
     fn: AgentFn
     asyncio: bool = False
     description: str = ""
+    graph: Any = None  # the compiled LangGraph graph behind a graph agent, else None
 
     async def invoke(self, input: JSON, ctx: RunContext) -> JSON:
         if self.asyncio:

@@ -92,7 +92,9 @@ def graph_agent(name: str, graph: Any, description: str = "") -> Agent:
             await stream.aclose()
         return jsonable(final)
 
-    return Agent(name, run, asyncio=True, description=description or f"LangGraph graph {name}")
+    return Agent(
+        name, run, asyncio=True, description=description or f"LangGraph graph {name}", graph=graph
+    )
 
 
 def load_langgraph_json(path: str) -> list[Agent]:

@@ -10,7 +10,8 @@ the work is done by parts with one job each:
 - :class:`~runyard.commit.CommitWriter`: every write, group-committed;
 - :class:`~runyard.events.EventBus`: events to subscribers;
 - :class:`~runyard.feed.RunFeed`: status changes to the dashboard;
-- :class:`~runyard.threads.Threads`: thread operations (``supervisor.threads``).
+- :class:`~runyard.threads.Threads`: thread operations (``supervisor.threads``);
+- :class:`~runyard.assistants.Assistants`: assistants (``supervisor.assistants``).
 
 The nursery tree (see docs/architecture.md)::
 
@@ -30,6 +31,7 @@ import trio
 import trio_asyncio
 
 from .agents import AgentRegistry
+from .assistants import Assistants
 from .commit import CommitWriter
 from .config import Settings
 from .coordinator import LocalCoordinator
@@ -87,6 +89,7 @@ class Supervisor:
             settings, self.writer, self.coordinator, self.table, self.feed, self.bus
         )
         self.threads = Threads(store, self.coordinator, self.table, self.runner)
+        self.assistants = Assistants(store, agents)
         self.accepting = False
         self.draining = False  # shutdown has begun
         self._stop = trio.Event()
