@@ -49,7 +49,8 @@ async def test_ok_info_and_an_openapi_document_of_the_real_routes(
     assert info["durability"] == "events"
     doc = (await client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {
+    # The runs API at least (the LangGraph routes are listed by their own tests).
+    assert set(doc["paths"]) >= {
         "/",
         "/runs/feed",
         "/runs/{run_id}",

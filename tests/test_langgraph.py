@@ -58,7 +58,8 @@ async def test_stream_modes_map_to_the_events_langgraph_clients_expect(lg_server
     assert events[0] == "metadata"
     assert events[-1] == "end"
     assert {"values", "updates", "custom", "messages"} <= set(events)
-    assert [p.data for p in parts if p.event == "custom"] == [{"plan_step": i} for i in range(3)]
+    customs = [p.data for p in parts if p.event == "custom"]
+    assert customs == [*({"plan_step": i} for i in range(3)), {"slow": "started"}]
     tokens = [p.data[0]["content"] for p in parts if p.event == "messages"]
     assert "".join(tokens) == "hello there friend"
     assert [next(iter(p.data)) for p in parts if p.event == "updates"] == ["plan", "chat", "slow"]
@@ -91,7 +92,7 @@ async def test_join_and_join_stream(lg_server: Server) -> None:
 
     joined, parts = await _sdk(lg_server, script)
     assert joined["steps"] == ["plan", "chat", "slow"]
-    assert [p.event for p in parts] == ["metadata", "custom", "custom", "custom", "end"]
+    assert [p.event for p in parts] == ["metadata", *["custom"] * 4, "end"]
 
 
 async def test_cancel_mid_node_cancels_the_graph_and_its_cleanup_runs(lg_server: Server) -> None:
@@ -99,10 +100,10 @@ async def test_cancel_mid_node_cancels_the_graph_and_its_cleanup_runs(lg_server:
 
     def script(c: Any) -> Any:
         run = c.runs.create(
-            None, "assistant", input={**HELLO, "slow": 600}, stream_mode=["values", "updates"]
+            None, "assistant", input={**HELLO, "slow": 600}, stream_mode=["values", "custom"]
         )
-        for part in c.runs.join_stream(run["thread_id"], run["run_id"], stream_mode="updates"):
-            if part.event == "updates" and "chat" in part.data:
+        for part in c.runs.join_stream(run["thread_id"], run["run_id"], stream_mode="custom"):
+            if part.event == "custom" and part.data == {"slow": "started"}:
                 break  # the graph is now in its slow node
         c.runs.cancel(run["thread_id"], run["run_id"], wait=True)
         return c.runs.get(run["thread_id"], run["run_id"])
@@ -188,7 +189,9 @@ async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -
         busy = await sup.create_run(
             RunRequest("assistant", {**HELLO, "slow": 600}, stream_mode=["updates"])
         )
-        queued = await sup.create_run(RunRequest("assistant", HELLO, thread_id=busy.run.thread_id))
+        queued = await sup.create_run(
+            RunRequest("assistant", {**HELLO, "slow": 0}, thread_id=busy.run.thread_id)
+        )
         events = sup.subscribe(busy.run_id)
         while not any(e.event == "updates" and "chat" in e.data for e in await events.next() or []):
             pass
@@ -204,6 +207,7 @@ async def test_graph_runs_left_by_a_crash_are_settled_at_restart(db_path: str) -
         assert_gapless(await again.read_events(busy.run_id, -1, 1000))
         finished = await sup2.wait_run(queued.run_id)
         assert str(finished.status) == "success"
-        assert finished.output["steps"] == ["plan", "chat", "slow"]
+        # The thread kept the dead run's checkpointed steps; the queued run added its own.
+        assert finished.output["steps"] == ["plan", "chat", "plan", "chat", "slow"]
         await sup2.shutdown(0)
     await again.aclose()

@@ -51,6 +51,9 @@ class RunContext:
         config: dict[str, JSON],
         stream_mode: list[str],
         attempt: int = 1,
+        owner: str = "",
+        options: dict[str, JSON] | None = None,
+        host: Any = None,
     ) -> None:
         self._sink = sink
         self.run_id = run_id
@@ -59,8 +62,15 @@ class RunContext:
         self.config = config
         self.stream_mode = stream_mode
         self.attempt = attempt
+        self.owner = owner
+        # LangGraph's run options (command, checkpoint, interrupt_before, ...), as sent.
+        self.options = options or {}
+        # What the server lends graph runs (saver, memory store); None for plain agents.
+        self.host = host
         self.has_result = False
         self.result: JSON = None
+        # A graph run's state once it ended: values and pending interrupts (a ThreadState).
+        self.thread_state: Any = None
 
     @overload
     async def emit(self, data: JSON, /) -> None: ...
@@ -78,8 +88,8 @@ class RunContext:
             event = event_or_data
         if not isinstance(event, str) or not event or event in RESERVED_EVENTS:
             raise ValueError(f"agents cannot emit events named {event!r}")
-        if any(c in event for c in "\r\n\0:"):
-            raise ValueError("an event name cannot contain CR, LF, NUL or ':'")
+        if any(c in event for c in "\r\n\0"):
+            raise ValueError("an event name cannot contain CR, LF or NUL")
         await self._sink.emit(event, data)
 
     def set_result(self, output: JSON) -> None:

@@ -57,6 +57,7 @@ class _Row:
     running: tuple[str, float] | None = None
     checkpoints: list[CheckpointRow] = dataclasses.field(default_factory=list)
     writes: list[WriteRow] = dataclasses.field(default_factory=list)
+    sticky: bool = False  # commits in the same transaction as the events queued before it
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     error: StoreError | None = None
 
@@ -147,15 +148,21 @@ class CommitWriter:
         await self._acknowledged(_Row(running=(run_id, at)))
 
     def save_nowait(
-        self, checkpoints: list[CheckpointRow] | None = None, writes: list[WriteRow] | None = None
+        self,
+        checkpoints: list[CheckpointRow] | None = None,
+        writes: list[WriteRow] | None = None,
+        *,
+        sticky: bool = False,
     ) -> _Row:
         """Queue a graph's checkpoints and pending writes behind everything queued so far.
 
         They commit in the same transaction as the events queued before them,
-        or a later one. ``await op.wait()`` on what this returns waits for the
-        commit. Raises :class:`StoreError` once the writer has stopped.
+        or a later one; ``sticky``: in the same one as the events queued just
+        before them (a batch is never cut between). ``await op.wait()`` on
+        what this returns waits for the commit. Raises :class:`StoreError`
+        once the writer has stopped.
         """
-        op = _Row(checkpoints=checkpoints or [], writes=writes or [])
+        op = _Row(checkpoints=checkpoints or [], writes=writes or [], sticky=sticky)
         self._enqueue(op)
         return op
 
@@ -203,9 +210,10 @@ class CommitWriter:
     def _take_batch(self) -> list[_Op]:
         count = 0
         cut = 0
-        for cut, op in enumerate(self._queue, 1):  # noqa: B007
+        for cut, op in enumerate(self._queue, 1):
             count += len(op.state.events) if isinstance(op, _Final) else 1
-            if count >= MAX_BATCH:
+            following = self._queue[cut] if cut < len(self._queue) else None
+            if count >= MAX_BATCH and not (isinstance(following, _Row) and following.sticky):
                 break
         batch = self._queue[:cut]
         del self._queue[:cut]

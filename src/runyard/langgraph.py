@@ -11,7 +11,8 @@ runyard events with the names LangGraph clients expect:
 | ``custom`` | ``custom`` | what the graph wrote with ``get_stream_writer()`` |
 | ``messages`` / ``messages-tuple`` | ``messages`` | ``[message chunk, metadata]`` |
 
-The final ``values`` become the run's output and the thread's state. A cancel
+Runs keep their state in runyard's own store (see :mod:`runyard.graph_run`):
+the last ``values`` chunk is the run's output, the saved state the thread's. A cancel
 on the trio side (user, disconnect, interrupt, shutdown) cancels the graph's
 asyncio task: ``asyncio.CancelledError`` reaches the running node, whose
 ``finally`` blocks run, and the run's final state follows runyard's rules.
@@ -19,28 +20,18 @@ asyncio task: ``asyncio.CancelledError`` reaches the running node, whose
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .agents import Agent, AsyncioRunContext
+from .graph_run import run_graph
+from .graph_values import jsonable
 
-# runyard's stream modes -> LangGraph's.
-_MODES = {
-    "values": "values",
-    "updates": "updates",
-    "custom": "custom",
-    "messages": "messages",
-    "messages-tuple": "messages",
-    "debug": "debug",
-    "tasks": "tasks",
-    "checkpoints": "checkpoints",
-}
+__all__ = ["graph_agent", "is_graph", "jsonable", "load_langgraph_json"]
 
 
 def is_graph(target: object) -> bool:
@@ -48,49 +39,11 @@ def is_graph(target: object) -> bool:
     return hasattr(target, "astream") and hasattr(target, "get_graph")
 
 
-def jsonable(value: Any) -> Any:
-    """LangGraph values (messages are pydantic models) as plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return jsonable(dump())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    return value
-
-
 def graph_agent(name: str, graph: Any, description: str = "") -> Agent:
     """Wrap a compiled graph as an asyncio :class:`~runyard.agents.Agent`."""
 
     async def run(input: Any, ctx: AsyncioRunContext) -> Any:
-        asked = [m for m in ctx.stream_mode if m in _MODES]
-        modes = list(dict.fromkeys(["values", *(_MODES[m] for m in asked)]))
-        emit_values = "values" in asked
-        config = dict(ctx.config)
-        context = config.pop("context", None)
-        configurable = dict(config.get("configurable") or {})
-        configurable.setdefault("thread_id", ctx.thread_id)
-        configurable.setdefault("run_id", ctx.run_id)
-        config["configurable"] = configurable
-        final: Any = None
-        stream = graph.astream(input, config, context=context, stream_mode=modes)
-        try:
-            async for mode, chunk in stream:
-                if mode == "values":
-                    final = chunk
-                    if emit_values:
-                        await ctx.emit("values", jsonable(chunk))
-                elif mode == "messages":
-                    message, metadata = chunk
-                    await ctx.emit("messages", [jsonable(message), jsonable(metadata)])
-                else:
-                    await ctx.emit(mode, jsonable(chunk))
-        finally:
-            await stream.aclose()
-        return jsonable(final)
+        return await run_graph(graph, name, input, ctx)
 
     return Agent(
         name, run, asyncio=True, description=description or f"LangGraph graph {name}", graph=graph

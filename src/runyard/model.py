@@ -53,12 +53,16 @@ class MultitaskStrategy(enum.StrEnum):
     ENQUEUE = "enqueue"
 
 
-def thread_status_after(status: RunStatus) -> ThreadStatus:
-    """The status a thread takes when its last run ends with ``status``."""
-    if status is RunStatus.SUCCESS:
-        return ThreadStatus.IDLE
-    if status is RunStatus.INTERRUPTED:
+def thread_status_after(status: RunStatus, *, pending_interrupts: bool = False) -> ThreadStatus:
+    """The status a thread takes when its last run ends with ``status``.
+
+    ``interrupted`` means a graph waits on an interrupt; a cancelled run
+    leaves its thread ``idle`` (the run's own status tells the cancel).
+    """
+    if pending_interrupts:
         return ThreadStatus.INTERRUPTED
+    if status in (RunStatus.SUCCESS, RunStatus.INTERRUPTED):
+        return ThreadStatus.IDLE
     if status.terminal:
         return ThreadStatus.ERROR
     return ThreadStatus.BUSY
@@ -100,6 +104,22 @@ class Run:
     owner: str = ""
     attempt: int = 1
 
+    @property
+    def graph_id(self) -> str:
+        """The registered agent the run executes (its assistant may be a configured one)."""
+        return str(self.kwargs.get("graph_id", self.assistant_id))
+
+
+# The fields of a run request that only a LangGraph graph reads (kept in the run's kwargs).
+GRAPH_OPTIONS = (
+    "command",
+    "checkpoint",
+    "interrupt_before",
+    "interrupt_after",
+    "stream_subgraphs",
+    "durability",
+)
+
 
 @dataclasses.dataclass(slots=True)
 class RunRequest:
@@ -116,6 +136,8 @@ class RunRequest:
     after_seconds: float = 0.0
     timeout_seconds: float | None = None
     owner: str = ""
+    # LangGraph's options for a graph run (command, checkpoint, interrupt_before, ...).
+    options: dict[str, JSON] = dataclasses.field(default_factory=dict)
 
     def kwargs(self) -> dict[str, JSON]:
         """What a run row keeps of the request, enough to start it again."""
@@ -125,6 +147,7 @@ class RunRequest:
             "stream_mode": self.stream_mode,
             "after_seconds": self.after_seconds,
             "timeout_seconds": self.timeout_seconds,
+            **self.options,
         }
 
     @classmethod
@@ -142,6 +165,7 @@ class RunRequest:
             after_seconds=float(kw.get("after_seconds") or 0.0),
             timeout_seconds=kw.get("timeout_seconds"),
             owner=run.owner,
+            options={k: v for k, v in kw.items() if k in GRAPH_OPTIONS},
         )
 
 

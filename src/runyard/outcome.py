@@ -29,7 +29,7 @@ from .model import (
     dumps,
     thread_status_after,
 )
-from .store import FinalState
+from .store import FinalState, ThreadState
 
 log = logging.getLogger("runyard.outcome")
 
@@ -85,6 +85,7 @@ def final_state(
     at: float,
     last_values: str | None = None,
     thread_idle_after: bool = True,
+    thread_state: ThreadState | None = None,
 ) -> FinalState:
     """What the end of ``run`` writes in one transaction, its last events included.
 
@@ -93,7 +94,8 @@ def final_state(
     last ``values`` event on success (unless the agent's last ``values``
     was exactly that), ``error`` on failure, and ``end``. The thread's
     status changes only when no other run of it is waiting
-    (``thread_idle_after``); a rollback deletes the run instead.
+    (``thread_idle_after``); a graph's ``thread_state`` gives the thread its
+    values and pending interrupts. A rollback deletes the run instead.
     """
     rid = run.run_id
     events: list[Event] = []
@@ -107,7 +109,8 @@ def final_state(
     events.append(Event.make(rid, run_log.take_seq(), "end", end))
     thread_status: ThreadStatus | None = None
     if thread_idle_after:
-        thread_status = thread_status_after(outcome.status)
+        pending = thread_state is not None and bool(thread_state.interrupts)
+        thread_status = thread_status_after(outcome.status, pending_interrupts=pending)
     return FinalState(
         run_id=rid,
         thread_id=run.thread_id,
@@ -119,6 +122,7 @@ def final_state(
         events=events,
         thread_status=thread_status,
         delete=outcome.cancel_reason is CancelReason.ROLLBACK,
+        thread_state=thread_state,
     )
 
 

@@ -48,5 +48,5 @@ async def recover(
             continue
         request = RunRequest.of(run)
         request.after_seconds = max(0.0, run.created_at + request.after_seconds - now())
-        runner.admit(nursery, run, request, agents.get(run.assistant_id), next_seq=last + 1)
+        runner.admit(nursery, run, request, agents.get(run.graph_id), next_seq=last + 1)
         log.info("run.restarted", extra={"run_id": run.run_id})

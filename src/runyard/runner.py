@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import trio
 import trio_asyncio
@@ -42,6 +43,7 @@ from .outcome import (
     timed_out,
 )
 from .runtable import RunHandle, RunTable
+from .store import ThreadState
 
 log = logging.getLogger("runyard.runner")
 
@@ -65,6 +67,8 @@ class Runner:
         self.feed = feed
         self.bus = bus
         self.loop: trio_asyncio.TrioEventLoop | None = None  # set while the supervisor serves
+        # What graph runs get (saver, memory store); set by the supervisor when it has graphs.
+        self.graph_host: Any = None
         writer.on_lost = self._events_lost
 
     def admit(
@@ -101,14 +105,21 @@ class Runner:
             trio_asyncio.current_loop.set(self.loop)
         agent = handle.agent
         ctx_class = AsyncioRunContext if agent is not None and agent.asyncio else RunContext
+        sink = _Sink(self.writer, self.settings, handle)
+        host = None
+        if agent is not None and agent.graph is not None and self.graph_host is not None:
+            host = self.graph_host.for_run(handle.run.thread_id, sink.append_nowait)
         ctx = ctx_class(
-            _Sink(self.writer, self.settings, handle),
+            sink,
             run_id=handle.run_id,
             thread_id=handle.run.thread_id,
             metadata=handle.run.metadata,
             config=handle.request.config,
             stream_mode=handle.request.stream_mode,
             attempt=handle.run.attempt,
+            owner=handle.run.owner,
+            options=handle.request.options,
+            host=host,
         )
         outcome: Outcome | None = None
         try:
@@ -125,7 +136,7 @@ class Runner:
                 )
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self.settings.cleanup_deadline
-                await self._finalize(handle, outcome)
+                await self._finalize(handle, outcome, ctx.thread_state)
         await trio.sleep(self.settings.retention)
         self.forget(handle)
 
@@ -153,7 +164,9 @@ class Runner:
         handle.run.updated_at = ts
         self.feed.announce(handle.run)
 
-    async def _finalize(self, handle: RunHandle, outcome: Outcome) -> None:
+    async def _finalize(
+        self, handle: RunHandle, outcome: Outcome, thread_state: ThreadState | None = None
+    ) -> None:
         """Persist the terminal state (once), publish the last events, wake waiters."""
         run = handle.run
         ts = now()
@@ -165,6 +178,7 @@ class Runner:
             at=ts,
             last_values=handle.last_values,
             thread_idle_after=not others,
+            thread_state=thread_state if outcome.status is RunStatus.SUCCESS else None,
         )
         try:
             await self.writer.finalize(handle.log, state)
@@ -208,6 +222,12 @@ class _Sink:
 
     async def emit(self, event: str, data: JSON) -> None:
         await trio.lowlevel.checkpoint()
+        self.append_nowait(event, data)
+        if self._writer.full:
+            await self._writer.wait_for_room()
+
+    def append_nowait(self, event: str, data: JSON) -> None:
+        """Log an event now, within the limits (a graph's state event, queued in step)."""
         text = dumps(data)
         limit = self._settings.max_event_bytes
         if len(text) > limit:
@@ -219,5 +239,3 @@ class _Sink:
         self._writer.append_text_nowait(self._handle.log, event, text)
         if event == "values":
             self._handle.last_values = text
-        if self._writer.full:
-            await self._writer.wait_for_room()

@@ -53,6 +53,7 @@ from .retention import purge_forever
 from .runner import Runner
 from .runtable import RunHandle, RunTable
 from .store import Store
+from .store.items import ItemStore
 from .threads import Threads
 
 log = logging.getLogger("runyard.supervisor")
@@ -90,6 +91,15 @@ class Supervisor:
         )
         self.threads = Threads(store, self.coordinator, self.table, self.runner)
         self.assistants = Assistants(store, agents)
+        self.items: ItemStore = store  # the memory store's items, for the store API
+        if any(agent.graph is not None for agent in agents.all()):
+            from .graph_run import GraphHost  # LangGraph is an optional extra
+            from .memory import RunyardMemory
+
+            def memory_for(owner: str) -> RunyardMemory:
+                return RunyardMemory(store, owner)
+
+            self.runner.graph_host = GraphHost(store, self.writer, memory_for)
         self.accepting = False
         self.draining = False  # shutdown has begun
         self._stop = trio.Event()
@@ -204,9 +214,11 @@ class Supervisor:
         if not self.accepting:
             raise ShuttingDown("the server is shutting down")
         self.table.check_room(request.owner)
-        agent = self.agents.get(request.assistant_id)
+        resolved = await self.assistants.resolve(request.assistant_id, request.owner)
+        agent = self.agents.get(resolved.graph_id)
         if agent is None:
             raise NotFound(f"assistant {request.assistant_id!r} not found")
+        request.config = resolved.configure(request.config)
         new_thread: Thread | None = None
         if request.thread_id is None:
             # A fresh id cannot exist yet: the thread is written with the run.
@@ -226,12 +238,12 @@ class Supervisor:
             run = Run(
                 run_id=new_id(),
                 thread_id=tid,
-                assistant_id=agent.name,
+                assistant_id=resolved.assistant_id,
                 status=RunStatus.PENDING,
                 created_at=ts,
                 updated_at=ts,
                 metadata=request.metadata,
-                kwargs=request.kwargs(),
+                kwargs={**request.kwargs(), "graph_id": agent.name},
                 multitask_strategy=strategy,
                 owner=request.owner,
             )

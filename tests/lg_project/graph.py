@@ -40,6 +40,7 @@ async def chat(state: State) -> dict[str, Any]:
 
 
 async def slow(state: State) -> dict[str, Any]:
+    get_stream_writer()({"slow": "started"})
     try:
         await asyncio.sleep(state.get("slow", 0))
     finally:

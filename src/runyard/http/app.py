@@ -19,6 +19,7 @@ from ..supervisor import Supervisor
 from . import access, errors
 from .assistants import assistants
 from .context import EXTENSION, Runyard, supervisor
+from .items import items
 from .meta import meta
 from .runs import runs
 from .threads import threads
@@ -40,6 +41,7 @@ def create_app(supervisor: Supervisor, settings: Settings | None = None) -> Quar
     app.after_request(_close_when_draining)
     for blueprint in (meta, assistants, threads, runs):
         app.register_blueprint(blueprint)
+    app.register_blueprint(items)
     return app
 
 

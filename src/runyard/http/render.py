@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 
-from ..agents import Agent
-from ..model import JSON, CancelReason, Run, RunStatus, Thread
+from ..model import JSON, Assistant, CancelReason, Run, RunStatus, Thread
 
-# Agents are registered at start-up and never edited; LangGraph wants a date anyway.
-AGENT_TIMESTAMP = "1970-01-01T00:00:00+00:00"
+# The fields of an assistant a search may ``select`` (all of them by default).
+ASSISTANT_FIELDS = (
+    "assistant_id", "graph_id", "name", "description", "config", "context",
+    "created_at", "updated_at", "metadata", "version",
+)  # fmt: skip
 
 
 def iso(ts: float) -> str:
@@ -66,19 +68,28 @@ def thread_state_json(thread: Thread) -> dict[str, JSON]:
     }
 
 
-def assistant_json(agent: Agent) -> dict[str, JSON]:
-    return {
-        "assistant_id": agent.name,
-        "graph_id": agent.name,
-        "name": agent.name,
-        "description": agent.description or None,
-        "config": {},
-        "context": {},
-        "metadata": {"runtime": "asyncio" if agent.asyncio else "trio"},
-        "version": 1,
-        "created_at": AGENT_TIMESTAMP,
-        "updated_at": AGENT_TIMESTAMP,
+def assistant_json(assistant: Assistant, select: tuple[str, ...] = ()) -> dict[str, JSON]:
+    """An assistant as it is now; only the ``select`` fields when some are named."""
+    whole: dict[str, JSON] = {
+        "assistant_id": assistant.assistant_id,
+        "graph_id": assistant.graph_id,
+        "name": assistant.name,
+        "description": assistant.description,
+        "config": assistant.config,
+        "context": assistant.context,
+        "metadata": assistant.metadata,
+        "version": assistant.version,
+        "created_at": iso(assistant.created_at),
+        "updated_at": iso(assistant.updated_at),
     }
+    return {k: whole[k] for k in select} if select else whole
+
+
+def assistant_version_json(version: Assistant) -> dict[str, JSON]:
+    """One version of an assistant: made once, so it has no ``updated_at``."""
+    made = assistant_json(version)
+    del made["updated_at"]
+    return made
 
 
 def final_body(run: Run) -> JSON:

@@ -164,7 +164,8 @@ class SQLiteCheckpoints(SQLiteBase):
         self, thread_id: str, checkpoint_ns: str, checkpoint_id: str
     ) -> list[WriteRow]:
         query = CHECKPOINT_WRITES.select(
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? ORDER BY task_id, idx"
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+            " ORDER BY task_path, task_id, idx"
         )
         args = (thread_id, checkpoint_ns, checkpoint_id)
         return await self._read(

@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 from typing import Any
 
-from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus
+from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus, dumps
 from . import checkpoints
 from .interface import Batch, FinalState
 from .schema import EVENTS, RUNS, THREADS
@@ -25,6 +25,12 @@ _PUT_THREAD = THREADS.insert("INSERT OR REPLACE")
 _ADD_RUN = RUNS.insert()
 _ADD_EVENT = EVENTS.insert("INSERT OR IGNORE")
 _MARK_THREAD = THREADS.update("status", "updated_at")
+# A run starting on a thread marks it busy and merges its graph and assistant into
+# the thread's metadata (front ends find a graph's threads by them).
+_START_THREAD = (
+    'UPDATE "threads" SET "status" = :status, "updated_at" = :updated_at,'
+    ' "metadata" = json_patch("metadata", :merged) WHERE "thread_id" = :thread_id'
+)
 _MARK_RUN = RUNS.update("status", "updated_at")
 _FINISH_RUN = RUNS.update("status", "cancel_reason", "error", "output", "updated_at")
 _FINISH_THREAD = THREADS.update("status", "values", "updated_at")
@@ -160,9 +166,14 @@ def commit(c: sqlite3.Connection, batch: Batch) -> None:
     c.executemany(_PUT_THREAD, [THREADS.row(t) for _, t in batch.created if t is not None])
     c.executemany(_ADD_RUN, [RUNS.row(r) for r, _ in batch.created])
     c.executemany(
-        _MARK_THREAD,
+        _START_THREAD,
         [
-            THREADS.values(thread_id=r.thread_id, status=ThreadStatus.BUSY, updated_at=r.created_at)
+            {
+                **THREADS.values(
+                    thread_id=r.thread_id, status=ThreadStatus.BUSY, updated_at=r.created_at
+                ),
+                "merged": dumps(_run_marks(r)),
+            }
             for r, _ in batch.created
         ],
     )
@@ -211,3 +222,10 @@ def _finish(c: sqlite3.Connection, f: FinalState) -> None:
         c.execute(_FINISH_THREAD, THREADS.values(**at, values=f.output))
     else:
         c.execute(_MARK_THREAD, THREADS.values(**at))
+
+
+def _run_marks(run: Run) -> dict[str, JSON]:
+    return {
+        "graph_id": run.kwargs.get("graph_id", run.assistant_id),
+        "assistant_id": run.assistant_id,
+    }

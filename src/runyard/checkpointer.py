@@ -1,0 +1,360 @@
+"""LangGraph's checkpoint saver, durable in runyard's own store.
+
+:class:`RunyardSaver` is a ``BaseCheckpointSaver``. Graphs call it on the
+asyncio side of the server's trio-asyncio loop; every call crosses to trio
+(``trio_as_aio``), where reads go to the :class:`~runyard.store.Store` and
+writes go through the group-commit writer, so a checkpoint commits in the
+same transaction as the run's events queued before it, or a later one.
+
+Inside a run the order needs one more step. LangGraph saves a step's
+checkpoint in the background while the step's stream output (``values``,
+``updates``) may still wait in its queue, not yet logged by runyard; a
+checkpoint written at once could then commit before the events that led to
+it. So while a run executes, its :class:`CheckpointGate` holds each
+checkpoint until the run's adapter has logged every chunk the graph streamed
+before it (it knows: the graph streams a ``checkpoints`` chunk right after),
+and at the end of the run releases what is left. A checkpoint is therefore
+never committed without its events, and an event a client has seen is never
+ahead of the checkpoint that holds its state. Outside a run (a state update
+through the API) a checkpoint is committed before ``aput`` returns.
+
+Cancellation: a cancelled call leaves what was queued queued; the writer
+commits it or fails it as a unit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import trio
+import trio_asyncio
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+
+from .commit import CommitWriter
+from .graph_values import jsonable
+from .model import now
+from .store import BlobRow, CheckpointRow, Store, WriteRow
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_EMPTY = "empty"  # the type tag of a channel that has no value at that version
+
+
+def _on_trio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """``fn``, a trio coroutine function, made awaitable from the asyncio side."""
+    return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
+
+
+class CheckpointGate:
+    """A run's checkpoints and state events, committed together, behind what came before.
+
+    The saver calls :meth:`hold` (and :meth:`hold_writes`); the run's adapter
+    calls :meth:`hold_event` for the graph's state events (root ``values``
+    and ``updates``), :meth:`commit` when the graph streams the ``checkpoints``
+    chunk of a root checkpoint, :meth:`release` for a subgraph's, and
+    :meth:`release_all` at the end. :meth:`commit` logs the held state events
+    and queues the checkpoint right behind them, in one step, as a unit the
+    writer never splits: a checkpoint commits with the events of its step,
+    after every event before them. All of it runs on trio.
+    """
+
+    def __init__(
+        self, thread_id: str, writer: CommitWriter, append: Callable[[str, Any], None]
+    ) -> None:
+        self.thread_id = thread_id
+        self._writer = writer
+        self._append = append  # logs one event of the run now
+        self._held: dict[tuple[str, str], CheckpointRow] = {}
+        self._arrived: dict[tuple[str, str], trio.Event] = {}
+        self._writes: dict[tuple[str, str], list[WriteRow]] = {}
+        self._events: list[tuple[str, Any]] = []
+        self._released: set[tuple[str, str]] = set()
+        self._last: Any = None  # the writer's op of the last checkpoint queued
+
+    async def hold(self, row: CheckpointRow) -> None:
+        key = (row.checkpoint_ns, row.checkpoint_id)
+        if key in self._released:
+            self._queue([row], self._writes.pop(key, []))
+            return
+        self._held[key] = row
+        self._arrived.setdefault(key, trio.Event()).set()
+
+    async def hold_writes(self, rows: list[WriteRow]) -> None:
+        """Writes on a held checkpoint wait for it; on any other they go at once."""
+        key = (rows[0].checkpoint_ns, rows[0].checkpoint_id)
+        if key in self._held:
+            self._writes.setdefault(key, []).extend(rows)
+        else:
+            self._queue([], rows)
+
+    async def hold_event(self, name: str, data: Any) -> None:
+        """A state event, logged with the next root checkpoint."""
+        self._events.append((name, data))
+
+    async def commit(self, checkpoint_id: str) -> None:
+        """The root checkpoint ``checkpoint_id`` was announced: log it with its events.
+
+        Waits until the saver has handed it over (LangGraph saves in the
+        background; it does shortly).
+        """
+        key = ("", checkpoint_id)
+        if key not in self._released:
+            await self._arrived.setdefault(key, trio.Event()).wait()
+        self._flush(key)
+
+    async def release(self, checkpoint_ns: str, checkpoint_id: str) -> None:
+        """A subgraph's checkpoint was announced: queue it now, or when it is handed over."""
+        key = (checkpoint_ns, checkpoint_id)
+        self._released.add(key)
+        row = self._held.pop(key, None)
+        if row is not None:
+            self._queue([row], self._writes.pop(key, []))
+
+    async def release_all(self) -> None:
+        """Log the state events left and queue every checkpoint held; wait for the commit."""
+        self._flush(None)
+        for key in list(self._held):
+            await self.release(*key)
+        if self._last is not None:
+            await self._last.wait()
+
+    def _flush(self, key: tuple[str, str] | None) -> None:
+        """Log the held state events, then queue checkpoint ``key`` as one unit with them."""
+        events, self._events = self._events, []
+        for name, data in events:
+            self._append(name, data)
+        if key is None:
+            return
+        self._released.add(key)
+        self._arrived.pop(key, None)
+        row = self._held.pop(key, None)
+        if row is not None:
+            writes = self._writes.pop(key, [])
+            self._last = self._writer.save_nowait([row], writes, sticky=True)
+
+    def _queue(self, rows: list[CheckpointRow], writes: list[WriteRow]) -> None:
+        self._last = self._writer.save_nowait(rows, writes)
+
+
+# The gate of the run whose graph is executing in this context, if any.
+current_gate: contextvars.ContextVar[CheckpointGate | None] = contextvars.ContextVar(
+    "runyard_checkpoint_gate", default=None
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Where:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+
+    @classmethod
+    def of(cls, config: RunnableConfig) -> _Where:
+        conf = config["configurable"]
+        return cls(str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config))
+
+    def config(self, checkpoint_id: str | None = None) -> RunnableConfig:
+        return {
+            "configurable": {
+                "thread_id": self.thread_id,
+                "checkpoint_ns": self.checkpoint_ns,
+                "checkpoint_id": checkpoint_id or self.checkpoint_id,
+            }
+        }
+
+
+class RunyardSaver(BaseCheckpointSaver[int]):
+    """Checkpoints in runyard's store; use from the asyncio side of its loop."""
+
+    def __init__(self, store: Store, writer: CommitWriter) -> None:
+        super().__init__()
+        self._store = store
+        self._writer = writer
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        where = _Where.of(config)
+        row = await _on_trio(self._store.get_checkpoint)(
+            where.thread_id, where.checkpoint_ns, where.checkpoint_id
+        )
+        return None if row is None else await self._tuple(row)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        conf = config["configurable"] if config else {}
+        thread_id = conf.get("thread_id")
+        rows = await _on_trio(self._list)(
+            None if thread_id is None else str(thread_id),
+            conf.get("checkpoint_ns"),
+            conf.get("checkpoint_id"),
+            None if before is None else get_checkpoint_id(before),
+            None if filter else limit,  # with a filter, the limit counts matches
+        )
+        found = 0
+        for row in rows:
+            if filter and any(row.metadata.get(k) != v for k, v in filter.items()):
+                continue
+            yield await self._tuple(row)
+            found += 1
+            if limit is not None and found >= limit:
+                return
+
+    async def _list(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        limit: int | None,
+    ) -> list[CheckpointRow]:
+        if checkpoint_id is not None and thread_id is not None:
+            row = await self._store.get_checkpoint(thread_id, checkpoint_ns or "", checkpoint_id)
+            return [] if row is None else [row]
+        return await self._store.list_checkpoints(
+            thread_id, checkpoint_ns, before=before, limit=limit
+        )
+
+    async def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
+        checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
+        versions = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
+        blobs, writes = await _on_trio(self._blobs_and_writes)(row, versions)
+        checkpoint["channel_values"] = {
+            b.channel: self.serde.loads_typed((b.type, b.blob))
+            for b in blobs
+            if b.type != _EMPTY and b.blob is not None
+        }
+        where = _Where(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+        parent = row.parent_checkpoint_id
+        return CheckpointTuple(
+            config=where.config(),
+            checkpoint=checkpoint,
+            metadata=row.metadata,  # type: ignore[arg-type]
+            parent_config=None if parent is None else where.config(parent),
+            pending_writes=[
+                (w.task_id, w.channel, self.serde.loads_typed((w.type, w.blob or b"")))
+                for w in writes
+            ],
+        )
+
+    async def _blobs_and_writes(
+        self, row: CheckpointRow, versions: dict[str, str]
+    ) -> tuple[list[BlobRow], list[WriteRow]]:
+        blobs = await self._store.get_blobs(row.thread_id, row.checkpoint_ns, versions)
+        writes = await self._store.get_writes(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+        return blobs, writes
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        where = _Where.of(config)
+        values = checkpoint["channel_values"]
+        bare = {**checkpoint, "channel_values": {}}
+        kind, payload = self.serde.dumps_typed(bare)
+        meta = jsonable(get_serializable_checkpoint_metadata(config, metadata))
+        row = CheckpointRow(
+            thread_id=where.thread_id,
+            checkpoint_ns=where.checkpoint_ns,
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=where.checkpoint_id,
+            run_id=_run_id(config, meta),
+            type=kind,
+            checkpoint=payload,
+            metadata=meta,
+            created_at=now(),
+            blobs=[self._blob(where, ch, v, values) for ch, v in new_versions.items()],
+        )
+        gate = current_gate.get()
+        if gate is not None and gate.thread_id == where.thread_id:
+            await _on_trio(gate.hold)(row)
+        else:
+            await _on_trio(self._save)([row], [])
+        return where.config(checkpoint["id"])
+
+    def _blob(self, where: _Where, channel: str, version: Any, values: dict[str, Any]) -> BlobRow:
+        kind, blob = (
+            self.serde.dumps_typed(values[channel]) if channel in values else (_EMPTY, None)
+        )
+        return BlobRow(where.thread_id, where.checkpoint_ns, channel, str(version), kind, blob)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        if not writes:
+            return
+        where = _Where.of(config)
+        assert where.checkpoint_id is not None, "writes belong to a checkpoint"
+        rows = []
+        for idx, (channel, value) in enumerate(writes):
+            kind, blob = self.serde.dumps_typed(value)
+            rows.append(
+                WriteRow(
+                    thread_id=where.thread_id,
+                    checkpoint_ns=where.checkpoint_ns,
+                    checkpoint_id=where.checkpoint_id,
+                    task_id=task_id,
+                    idx=WRITES_IDX_MAP.get(channel, idx),
+                    channel=channel,
+                    type=kind,
+                    blob=blob,
+                    task_path=task_path,
+                    replace=channel in WRITES_IDX_MAP,
+                )
+            )
+        gate = current_gate.get()
+        if gate is not None and gate.thread_id == where.thread_id:
+            await _on_trio(gate.hold_writes)(rows)
+        else:
+            await _on_trio(self._save)([], rows)
+
+    async def _save(self, rows: list[CheckpointRow], writes: list[WriteRow]) -> None:
+        await self._writer.save_nowait(rows, writes).wait()
+
+    # -- threads --------------------------------------------------------------------
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await _on_trio(self._delete)(thread_id, None)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await _on_trio(self._delete)(None, list(run_ids))
+
+    async def _delete(self, thread_id: str | None, run_ids: list[str] | None) -> None:
+        await self._store.delete_checkpoints(thread_id=thread_id, run_ids=run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await _on_trio(self._store.copy_checkpoints)(source_thread_id, target_thread_id)
+
+
+def _run_id(config: RunnableConfig, metadata: dict[str, Any]) -> str | None:
+    run_id = metadata.get("run_id") or config.get("configurable", {}).get("run_id")
+    return None if run_id is None else str(run_id)

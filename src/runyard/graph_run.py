@@ -1,0 +1,203 @@
+"""One run of a LangGraph graph: its options, its stream, its checkpoints, its state.
+
+A graph runs on the asyncio side with runyard's saver and memory store
+attached (:class:`GraphHost`). Its stream is read with ``subgraphs=True`` and
+with LangGraph's ``checkpoints`` mode always on, whatever the client asked:
+that chunk tells where each checkpoint falls among the events, so the run's
+:class:`~runyard.checkpointer.CheckpointGate` lets a checkpoint commit only
+behind the events the graph streamed before it. Events are logged under the
+names LangGraph clients expect; a subgraph's as ``mode|ns1|ns2`` when the
+client asked for ``stream_subgraphs``.
+
+When the graph ends (finished, or stopped at an interrupt) what is still held
+is committed and the thread's state is read back from the saver: its values
+become the thread's, and its pending interrupts make the thread
+``interrupted``. A cancel or a failure drops what is still held: the thread
+keeps the last checkpoint whose events were logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio_asyncio
+from langgraph.types import Command, Send
+
+from .agents import AsyncioRunContext
+from .checkpointer import CheckpointGate, RunyardSaver, current_gate
+from .commit import CommitWriter
+from .graph_values import jsonable
+from .model import JSON
+from .store import Store, ThreadState
+
+# runyard's stream modes -> LangGraph's.
+MODES = {
+    "values": "values",
+    "updates": "updates",
+    "custom": "custom",
+    "messages": "messages",
+    "messages-tuple": "messages",
+    "debug": "debug",
+    "tasks": "tasks",
+    "checkpoints": "checkpoints",
+}
+
+
+class GraphHost:
+    """What the server lends every graph run: its saver, memory store and gates."""
+
+    def __init__(
+        self,
+        store: Store,
+        writer: CommitWriter,
+        memory_for: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.saver = RunyardSaver(store, writer)
+        self._writer = writer
+        self._memory_for = memory_for  # owner -> a LangGraph BaseStore
+
+    def attach(self, graph: Any, owner: str) -> Any:
+        """``graph`` with runyard's saver (and the owner's memory store) attached."""
+        update: dict[str, Any] = {"checkpointer": self.saver}
+        if self._memory_for is not None:
+            update["store"] = self._memory_for(owner)
+        return graph.copy(update=update)
+
+    def for_run(self, thread_id: str, append: Callable[[str, Any], None]) -> GraphLease:
+        """What one run gets: this host, and a gate that logs through ``append``."""
+        return GraphLease(self, CheckpointGate(thread_id, self._writer, append))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GraphLease:
+    """A run's share of the :class:`GraphHost`: the host and the run's own gate."""
+
+    host: GraphHost
+    gate: CheckpointGate
+
+
+def graph_config(ctx: AsyncioRunContext, graph_id: str) -> tuple[dict[str, Any], Any]:
+    """The RunnableConfig of a run, and the ``context`` it passes to the graph."""
+    config = dict(ctx.config)
+    context = config.pop("context", None)
+    configurable = dict(config.get("configurable") or {})
+    configurable.setdefault("thread_id", ctx.thread_id)
+    configurable.setdefault("run_id", ctx.run_id)
+    checkpoint = ctx.options.get("checkpoint")
+    if isinstance(checkpoint, dict):
+        for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+            if checkpoint.get(key) is not None:
+                configurable[key] = checkpoint[key]
+    config["configurable"] = configurable
+    config["metadata"] = {
+        **(config.get("metadata") or {}),
+        "run_id": ctx.run_id,
+        "graph_id": graph_id,
+        "assistant_id": ctx.metadata.get("assistant_id", graph_id),
+    }
+    return config, context
+
+
+def command(value: JSON) -> Command[Any]:
+    """A LangGraph ``Command`` from the run body's ``command`` object."""
+    goto = value.get("goto")
+    if isinstance(goto, dict):
+        goto = Send(goto["node"], goto.get("input"))
+    elif isinstance(goto, list):
+        goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+    return Command(
+        update=value.get("update"),
+        resume=value.get("resume"),
+        goto=goto if goto is not None else (),
+    )
+
+
+async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: AsyncioRunContext) -> JSON:
+    """Run ``graph`` for ``ctx``'s run; the last ``values`` chunk is the output."""
+    lease: GraphLease | None = ctx.host
+    asked = [m for m in ctx.stream_mode if m in MODES]
+    modes = list(dict.fromkeys(["values", "checkpoints", *(MODES[m] for m in asked)]))
+    wanted = {MODES[m] for m in asked}
+    options = ctx.options
+    subgraphs = bool(options.get("stream_subgraphs"))
+    config, context = graph_config(ctx, graph_id)
+    payload = command(options["command"]) if options.get("command") else input
+    runnable = graph if lease is None else lease.host.attach(graph, ctx.owner)
+    gate = None if lease is None else lease.gate
+    # Without per-step checkpoints there is nothing to keep state events in step with.
+    in_step = gate is not None and options.get("durability") != "exit"
+    token = current_gate.set(gate)
+    final: Any = None
+    try:
+        stream = runnable.astream(
+            payload,
+            config,
+            context=context,
+            stream_mode=modes,
+            subgraphs=True,
+            interrupt_before=options.get("interrupt_before"),
+            interrupt_after=options.get("interrupt_after"),
+            durability=options.get("durability"),
+        )
+        try:
+            async for namespace, mode, chunk in stream:
+                if not namespace and mode == "values":
+                    final = chunk
+                if mode in wanted and (subgraphs or not namespace):
+                    name = "|".join((mode, *namespace))
+                    data = _data(mode, chunk)
+                    if in_step and not namespace and mode in ("values", "updates"):
+                        await _on_trio(gate.hold_event)(name, data)  # type: ignore[union-attr]
+                    else:
+                        await ctx.emit(name, data)
+                if gate is not None and (written := _checkpoint_of(mode, chunk)) is not None:
+                    ns, checkpoint_id = written
+                    if not ns and in_step:
+                        await _on_trio(gate.commit)(checkpoint_id)
+                    else:
+                        await _on_trio(gate.release)(ns, checkpoint_id)
+        finally:
+            await stream.aclose()
+        if gate is not None:
+            await _on_trio(gate.release_all)()
+            ctx.thread_state = await _thread_state(runnable, ctx.thread_id)
+    finally:
+        current_gate.reset(token)
+    return jsonable(final)
+
+
+def _on_trio(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
+
+
+def _data(mode: str, chunk: Any) -> JSON:
+    if mode == "messages":
+        message, metadata = chunk
+        return [jsonable(message), jsonable(metadata)]
+    return jsonable(chunk)
+
+
+def _checkpoint_of(mode: str, chunk: Any) -> tuple[str, str] | None:
+    """(namespace, id) of the checkpoint a ``checkpoints`` (or debug) chunk announces."""
+    if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "checkpoint":
+        chunk = chunk.get("payload")
+    elif mode != "checkpoints":
+        return None
+    configurable = (chunk or {}).get("config", {}).get("configurable", {})
+    checkpoint_id = configurable.get("checkpoint_id")
+    if checkpoint_id is None:
+        return None
+    return configurable.get("checkpoint_ns", ""), checkpoint_id
+
+
+async def _thread_state(graph: Any, thread_id: str) -> ThreadState:
+    """The thread's values and pending interrupts, read back from the saver."""
+    state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    interrupts = {
+        task.id: [{"id": i.id, "value": jsonable(i.value)} for i in task.interrupts]
+        for task in state.tasks
+        if task.interrupts
+    }
+    return ThreadState(values=jsonable(state.values), interrupts=interrupts)
