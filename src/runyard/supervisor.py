@@ -54,6 +54,7 @@ from .runner import Runner
 from .runtable import RunHandle, RunTable
 from .store import Store
 from .store.items import ItemStore
+from .thread_state import ThreadStates
 from .threads import Threads
 
 log = logging.getLogger("runyard.supervisor")
@@ -100,6 +101,7 @@ class Supervisor:
                 return RunyardMemory(store, owner)
 
             self.runner.graph_host = GraphHost(store, self.writer, memory_for)
+        self.states = ThreadStates(store, agents, self.runner.graph_host)
         self.accepting = False
         self.draining = False  # shutdown has begun
         self._stop = trio.Event()
