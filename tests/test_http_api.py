@@ -310,15 +310,11 @@ async def test_reject_answers_409_on_a_busy_thread(client: httpx.AsyncClient) ->
     await client.post(f"/threads/{tid}/runs/{first['run_id']}/cancel", params={"wait": 1})
 
 
-async def test_a_dropped_stream_with_continue_lets_the_run_finish(
+async def test_a_dropped_stream_lets_the_run_finish_by_default(
     client: httpx.AsyncClient,
 ) -> None:
-    body = {
-        "assistant_id": "emitter",
-        "input": {"n": 30, "delay": 0.01},
-        "stream_mode": "custom",
-        "on_disconnect": "continue",
-    }
+    # No on_disconnect: "continue", as the reference server reads a missing field.
+    body = {"assistant_id": "emitter", "input": {"n": 30, "delay": 0.01}, "stream_mode": "custom"}
     async with client.stream("POST", "/runs/stream", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("event: custom"):
@@ -329,7 +325,12 @@ async def test_a_dropped_stream_with_continue_lets_the_run_finish(
 
 
 async def test_a_dropped_stream_with_cancel_interrupts_the_run(client: httpx.AsyncClient) -> None:
-    body = {"assistant_id": "emitter", "input": {"n": 1000, "delay": 0.01}, "stream_mode": "custom"}
+    body = {
+        "assistant_id": "emitter",
+        "input": {"n": 1000, "delay": 0.01},
+        "stream_mode": "custom",
+        "on_disconnect": "cancel",
+    }
     async with client.stream("POST", "/runs/stream", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("event: custom"):
@@ -346,7 +347,8 @@ async def test_a_dropped_wait_cancels_the_run_and_persists_it(
     tid = thread["thread_id"]
     with trio.move_on_after(0.3):
         await client.post(
-            f"/threads/{tid}/runs/wait", json={"assistant_id": "sleepy", "input": {"delay": 60}}
+            f"/threads/{tid}/runs/wait",
+            json={"assistant_id": "sleepy", "input": {"delay": 60}, "on_disconnect": "cancel"},
         )
     with trio.fail_after(10):
         while True:

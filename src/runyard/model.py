@@ -138,6 +138,7 @@ class RunRequest:
     owner: str = ""
     # LangGraph's options for a graph run (command, checkpoint, interrupt_before, ...).
     options: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    on_completion: str = "keep"  # "delete": a thread-less run's thread goes when it ends
 
     def kwargs(self) -> dict[str, JSON]:
         """What a run row keeps of the request, enough to start it again."""
@@ -147,6 +148,7 @@ class RunRequest:
             "stream_mode": self.stream_mode,
             "after_seconds": self.after_seconds,
             "timeout_seconds": self.timeout_seconds,
+            "on_completion": self.on_completion,
             **self.options,
         }
 
@@ -166,6 +168,7 @@ class RunRequest:
             timeout_seconds=kw.get("timeout_seconds"),
             owner=run.owner,
             options={k: v for k, v in kw.items() if k in GRAPH_OPTIONS},
+            on_completion=str(kw.get("on_completion") or "keep"),
         )
 
 

@@ -137,8 +137,17 @@ class Runner:
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + self.settings.cleanup_deadline
                 await self._finalize(handle, outcome, ctx.thread_state)
+        if handle.request.on_completion == "delete" and handle.request.thread_id is None:
+            await self._delete_thread(handle)
         await trio.sleep(self.settings.retention)
         self.forget(handle)
+
+    async def _delete_thread(self, handle: RunHandle) -> None:
+        """A thread-less run asked to leave nothing: its thread goes (it stays in memory)."""
+        try:
+            await self.writer.store.delete_thread(handle.run.thread_id)
+        except StoreError as exc:
+            log.warning("run.thread_not_deleted", extra={"run_id": handle.run_id}, exc_info=exc)
 
     async def _execute(self, handle: RunHandle, ctx: RunContext) -> Outcome | None:
         """Wait, start, invoke. An outcome only for a timeout; None: decide from ``ctx``."""

@@ -344,6 +344,11 @@ class Supervisor:
                 self.coordinator.cancel(run_id, cancel_on_exit)  # no-op once it has ended
         return handle.run
 
+    def check_wait_room(self, owner: str) -> None:
+        """Raise :class:`TooManyRequests` if ``owner`` may not open another wait now."""
+        with self.table.waiting(owner):
+            pass
+
     async def delete_run(
         self, run_id: str, *, thread_id: str | None = None, owner: str = ""
     ) -> None:

@@ -21,8 +21,8 @@ PUBLIC_PATHS = ("/ok", "/", "/favicon.ico")
 TOKEN_COOKIE = "runyard_token"
 # What a browser may read off a response: the SDK follows these to the run.
 EXPOSED_HEADERS = "Content-Location, Location, Retry-After"
-ALLOWED_METHODS = "GET, POST, DELETE"
-ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE"
+ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Api-Key, X-Auth-Scheme"
 # Seconds a browser may cache a preflight's answer.
 PREFLIGHT_MAX_AGE = 600
 

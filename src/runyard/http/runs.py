@@ -11,6 +11,10 @@ is set (joining a stream); the run is then cancelled with reason
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator
+
+import trio
 from quart import Blueprint, Response, jsonify, request
 
 from ..errors import Invalid
@@ -18,6 +22,7 @@ from ..model import CancelReason, Run
 from ..supervisor import RunHandle
 from . import schema
 from .context import body, owner, settings, supervisor
+from .graph_options import graph_options, on_completion
 from .openapi import Routes
 from .render import final_body, run_json
 from .sse import feed_response, run_paths, sse_response
@@ -27,17 +32,22 @@ route = Routes(runs)
 
 # The thread-less form of a route: the run gets (or is looked up without) a thread.
 NO_THREAD = {"thread_id": None}
+# Seconds between the newlines of a /wait or /join still waiting (proxies cut idle ones).
+WAIT_KEEPALIVE = 5.0
 
 
 async def _start(thread_id: str | None, *, streaming: bool) -> tuple[RunHandle, bool]:
     """Validate the body and start the run; also whether it goes with the client."""
+    sent = await body()
     parsed = schema.run_create(
-        await body(),
+        sent,
         thread_id=thread_id,
         owner=owner(),
         streaming=streaming,
         max_metadata=settings().max_metadata_bytes,
     )
+    parsed.request.options = graph_options(sent, thread_id=thread_id)
+    parsed.request.on_completion = on_completion(sent)
     handle = await supervisor().create_run(parsed.request)
     return handle, parsed.on_disconnect == "cancel"
 
@@ -87,13 +97,7 @@ async def stream(thread_id: str | None) -> Response:
 )
 async def wait(thread_id: str | None) -> Response:
     handle, cancel = await _start(thread_id, streaming=True)
-    # A client that leaves cancels this wait, and with on_disconnect=cancel the run.
-    run = await supervisor().wait_run(
-        handle.run_id,
-        owner=owner(),
-        cancel_on_exit=CancelReason.DISCONNECT if cancel else None,
-    )
-    return _located(jsonify(final_body(run)), run, join=True)
+    return await _when_done(handle.run, cancel_on_disconnect=cancel)
 
 
 @route("/threads/<thread_id>/runs", "GET", summary="List a thread's runs, newest first")
@@ -132,14 +136,45 @@ async def delete(thread_id: str, run_id: str) -> Response:
 
 
 @route("/threads/<thread_id>/runs/<run_id>/join", "GET", summary="Wait for a run's end")
-async def join(thread_id: str, run_id: str) -> Response:
+@route("/runs/<run_id>/join", "GET", summary="Wait for a run's end", defaults=NO_THREAD)
+async def join(thread_id: str | None, run_id: str) -> Response:
     # A client that leaves cancels only this wait; the run goes on.
-    run = await supervisor().wait_run(run_id, thread_id=thread_id, owner=owner())
-    return _located(jsonify(final_body(run)), run, join=True)
+    run = await supervisor().get_run(run_id, thread_id=thread_id, owner=owner())
+    return await _when_done(run, cancel_on_disconnect=False)
+
+
+async def _when_done(run: Run, *, cancel_on_disconnect: bool) -> Response:
+    """The run's final body once it has ended; a newline every few seconds until then.
+
+    JSON parsers skip the newlines; proxies see a live connection. A client
+    that leaves ends the wait (and, with ``cancel_on_disconnect``, the run).
+    """
+    sup, who, run_id = supervisor(), owner(), run.run_id
+    if run.status.terminal:
+        return _located(jsonify(final_body(run)), run, join=True)
+    sup.check_wait_room(who)  # 429 now, before the answer has begun
+
+    async def answer() -> AsyncGenerator[bytes, None]:
+        finished: Run | None = None
+        try:
+            while finished is None:
+                with trio.move_on_after(WAIT_KEEPALIVE):
+                    finished = await sup.wait_run(run_id, owner=who)
+                if finished is None:
+                    yield b"\n"
+            yield json.dumps(final_body(finished), separators=(",", ":")).encode()
+        finally:
+            if cancel_on_disconnect and finished is None:
+                sup.cancel_nowait(run_id, CancelReason.DISCONNECT)
+
+    response = Response(answer(), status=200, content_type="application/json")
+    response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut a long wait
+    return _located(response, run, join=True)
 
 
 @route("/threads/<thread_id>/runs/<run_id>/stream", "GET", summary="Join a run's stream")
-async def join_stream(thread_id: str, run_id: str) -> Response:
+@route("/runs/<run_id>/stream", "GET", summary="Join a run's stream", defaults=NO_THREAD)
+async def join_stream(thread_id: str | None, run_id: str) -> Response:
     sup = supervisor()
     run = await sup.get_run(run_id, thread_id=thread_id, owner=owner())
     after = schema.last_event_id(request.headers.get("Last-Event-ID"))
@@ -161,7 +196,8 @@ async def join_stream(thread_id: str, run_id: str) -> Response:
 
 
 @route("/threads/<thread_id>/runs/<run_id>/cancel", "POST", summary="Cancel a run")
-async def cancel(thread_id: str, run_id: str) -> Response:
+@route("/runs/<run_id>/cancel", "POST", summary="Cancel a run", defaults=NO_THREAD)
+async def cancel(thread_id: str | None, run_id: str) -> Response:
     wait_for_end = schema.flag(request.args.get("wait"), "wait")
     action = request.args.get("action") or "interrupt"
     if action not in schema.CANCEL_ACTIONS:

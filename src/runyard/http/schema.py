@@ -25,7 +25,7 @@ MAX_DEPTH = 64
 # The stream modes LangGraph's SDK may ask for.
 STREAM_MODES = frozenset(
     {"values", "updates", "custom", "messages", "messages-tuple", "events", "debug", "tasks",
-     "checkpoints"}
+     "checkpoints", "tools", "lifecycle"}
 )  # fmt: skip
 # What a background run logs, so any later join can pick (LangGraph's "union of all modes").
 BACKGROUND_MODES = ("values", "updates", "custom", "messages-tuple")
@@ -185,8 +185,8 @@ def run_create(
         timeout_seconds=seconds(b, "timeout_seconds"),
         owner=owner,
     )
-    # Stream and wait default to cancelling with the client; a background run never does.
-    on_disconnect = choice(b, "on_disconnect", ON_DISCONNECT, "cancel" if streaming else "continue")
+    # As on the reference server: a run goes on when its client leaves, unless told.
+    on_disconnect = choice(b, "on_disconnect", ON_DISCONNECT, "continue")
     return RunCreate(request, on_disconnect, bool(field(b, "stream_resumable", bool, True)))
 
 
