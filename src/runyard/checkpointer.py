@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -48,6 +49,8 @@ from .graph_values import jsonable
 from .model import now
 from .store import BlobRow, CheckpointRow, Store, WriteRow
 
+log = logging.getLogger("runyard.checkpointer")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -57,6 +60,10 @@ _EMPTY = "empty"  # the type tag of a channel that has no value at that version
 def _on_trio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """``fn``, a trio coroutine function, made awaitable from the asyncio side."""
     return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
+
+
+# How long a run waits for LangGraph to hand over a checkpoint it announced.
+HANDOVER_WAIT = 5.0
 
 
 class CheckpointGate:
@@ -73,11 +80,16 @@ class CheckpointGate:
     """
 
     def __init__(
-        self, thread_id: str, writer: CommitWriter, append: Callable[[str, Any], None]
+        self,
+        thread_id: str,
+        writer: CommitWriter,
+        append: Callable[[str, Any], None],
+        store: Store,
     ) -> None:
         self.thread_id = thread_id
         self._writer = writer
         self._append = append  # logs one event of the run now
+        self._store = store
         self._held: dict[tuple[str, str], CheckpointRow] = {}
         self._arrived: dict[tuple[str, str], trio.Event] = {}
         self._writes: dict[tuple[str, str], list[WriteRow]] = {}
@@ -109,11 +121,21 @@ class CheckpointGate:
         """The root checkpoint ``checkpoint_id`` was announced: log it with its events.
 
         Waits until the saver has handed it over (LangGraph saves in the
-        background; it does shortly).
+        background, at once), unless it was saved before this run (a resumed
+        run announces the checkpoint it starts from). Should the hand-over
+        not come within :data:`HANDOVER_WAIT`, the events are logged alone
+        and the checkpoint queued behind them when it comes: later, never
+        ahead of its events.
         """
         key = ("", checkpoint_id)
-        if key not in self._released:
-            await self._arrived.setdefault(key, trio.Event()).wait()
+        arrived = self._arrived.setdefault(key, trio.Event())
+        if key not in self._released and not arrived.is_set():
+            saved = await self._store.get_checkpoint(self.thread_id, "", checkpoint_id)
+            if saved is None:
+                with trio.move_on_after(HANDOVER_WAIT) as late:
+                    await arrived.wait()
+                if late.cancelled_caught:
+                    log.warning("checkpoint.late", extra={"checkpoint_id": checkpoint_id})
         self._flush(key)
 
     async def release(self, checkpoint_ns: str, checkpoint_id: str) -> None:

@@ -55,6 +55,7 @@ class GraphHost:
         memory_for: Callable[[str], Any] | None = None,
     ) -> None:
         self.saver = RunyardSaver(store, writer)
+        self._store = store
         self._writer = writer
         self._memory_for = memory_for  # owner -> a LangGraph BaseStore
 
@@ -67,7 +68,7 @@ class GraphHost:
 
     def for_run(self, thread_id: str, append: Callable[[str, Any], None]) -> GraphLease:
         """What one run gets: this host, and a gate that logs through ``append``."""
-        return GraphLease(self, CheckpointGate(thread_id, self._writer, append))
+        return GraphLease(self, CheckpointGate(thread_id, self._writer, append, self._store))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

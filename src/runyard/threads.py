@@ -1,4 +1,4 @@
-"""Threads: create, read, search, delete; each decision about one thread under its lock.
+"""Threads: create, read, search, count, patch, copy, delete; decisions under the thread's lock.
 
 A thread belongs to the owner that created it; to anybody else it does not
 exist (:class:`NotFound`, never a hint that the id is taken, except on
@@ -7,9 +7,13 @@ create, where a taken id is a :class:`Conflict`).
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
 from .coordinator import Coordinator
-from .errors import Conflict, NotFound
-from .model import JSON, CancelReason, RunRequest, Thread, new_id, now
+from .errors import Conflict, Invalid, NotFound
+from .model import JSON, CancelReason, RunRequest, Thread, ThreadStatus, new_id, now
 from .runner import Runner
 from .runtable import RunTable
 from .store import Store
@@ -58,14 +62,84 @@ class Threads:
         *,
         owner: str = "",
         metadata: dict[str, JSON] | None = None,
+        values: dict[str, JSON] | None = None,
         status: str | None = None,
         limit: int = 10,
         offset: int = 0,
     ) -> list[Thread]:
-        """The owner's threads, newest first, whose metadata holds every pair given."""
+        """The owner's threads, newest first, whose metadata and values hold every pair given."""
         return await self._store.search_threads(
-            owner=owner, metadata=metadata or {}, status=status, limit=limit, offset=offset
+            owner=owner,
+            metadata=metadata or {},
+            values=values or {},
+            status=status,
+            limit=limit,
+            offset=offset,
         )
+
+    async def count(
+        self,
+        *,
+        owner: str = "",
+        metadata: dict[str, JSON] | None = None,
+        values: dict[str, JSON] | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many threads :meth:`search` finds, without a limit."""
+        return await self._store.count_threads(
+            owner=owner, metadata=metadata or {}, values=values or {}, status=status
+        )
+
+    async def patch(
+        self,
+        thread_id: str,
+        *,
+        metadata: dict[str, JSON],
+        owner: str = "",
+        max_metadata: int | None = None,
+    ) -> Thread:
+        """Merge ``metadata`` into the thread's, key by key, up to ``max_metadata`` bytes."""
+        thread = await self.get(thread_id, owner=owner)
+        merged = {**thread.metadata, **metadata}
+        if max_metadata is not None and len(_compact(merged)) > max_metadata:
+            raise Invalid(f"the thread's metadata would be larger than {max_metadata} bytes")
+        patched = await self._store.patch_thread(thread_id, metadata, now())
+        if patched is None:  # deleted meanwhile
+            raise NotFound(f"thread {thread_id} not found")
+        return patched
+
+    async def copy(self, thread_id: str, *, owner: str = "") -> Thread:
+        """A new thread with the metadata, values and every checkpoint of this one."""
+        source = await self.get(thread_id, owner=owner)
+        ts = now()
+        status = ThreadStatus.INTERRUPTED if source.interrupts else ThreadStatus.IDLE
+        copied = Thread(
+            new_id(),
+            ts,
+            ts,
+            dict(source.metadata),
+            status=status,
+            values=source.values,
+            owner=owner,
+            interrupts=dict(source.interrupts),
+        )
+        # Checkpoints first: a crash in between leaves rows no thread shows, never a
+        # thread without its history.
+        await self._store.copy_checkpoints(thread_id, copied.thread_id)
+        await self._store.put_thread(copied)
+        return copied
+
+    @contextlib.asynccontextmanager
+    async def quiet(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread's lock while it has no pending or running run (else :class:`Conflict`).
+
+        No run starts on the thread until the block ends: what it writes is
+        never interleaved with a run's own state.
+        """
+        async with self._coordinator.lock_thread(thread_id):
+            if self._coordinator.line(thread_id):
+                raise Conflict(f"thread {thread_id} has a run in progress")
+            yield
 
     async def delete(self, thread_id: str, *, owner: str = "") -> None:
         """Cancel the thread's runs, wait for their final states, delete it all."""
@@ -92,3 +166,7 @@ class Threads:
                 thread_id=request.thread_id, if_exists="do_nothing", owner=request.owner
             )
         raise NotFound(f"thread {request.thread_id} not found")
+
+
+def _compact(value: JSON) -> str:
+    return json.dumps(value, separators=(",", ":"))

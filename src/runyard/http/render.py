@@ -46,12 +46,16 @@ def thread_json(thread: Thread) -> dict[str, JSON]:
         "metadata": thread.metadata,
         "status": str(thread.status),
         "values": thread.values,
-        "interrupts": {},
+        "interrupts": thread.interrupts,
     }
 
 
 def thread_state_json(thread: Thread) -> dict[str, JSON]:
-    """``GET /threads/{tid}/state``: one checkpoint, the output of the last success."""
+    """The state of a thread without checkpoints (no graph ran on it): its last output.
+
+    The shape of a graph's ``ThreadState`` (``runyard.thread_state.state_json``),
+    with a checkpoint that names no id.
+    """
     return {
         "values": thread.values if thread.values is not None else {},
         "next": [],
@@ -62,9 +66,12 @@ def thread_state_json(thread: Thread) -> dict[str, JSON]:
             "thread_id": thread.thread_id,
             "checkpoint_ns": "",
             "checkpoint_id": None,
+            "checkpoint_map": {},
         },
         "parent_checkpoint": None,
         "interrupts": [],
+        "checkpoint_id": None,
+        "parent_checkpoint_id": None,
     }
 
 

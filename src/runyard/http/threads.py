@@ -1,4 +1,4 @@
-"""Threads: create, read, search, delete, and the state a thread's last success left.
+"""Threads: create, read, search, count, patch, copy, delete; their state in :mod:`.state`.
 
 Deleting a thread cancels its runs and waits for their final states before
 the thread goes; a client that disconnects meanwhile cancels only the wait,
@@ -7,15 +7,17 @@ never a run's cleanup (see :meth:`~runyard.supervisor.Supervisor.delete_thread`)
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify
+from quart import Blueprint, Response, jsonify, request
 
-from . import schema
+from ..model import JSON
+from . import schema, state
 from .context import body, owner, settings, supervisor
 from .openapi import Routes
-from .render import thread_json, thread_state_json
+from .render import thread_json
 
 threads = Blueprint("threads", __name__)
 route = Routes(threads)
+state.register(route)
 
 
 @route("/threads", "POST", summary="Create a thread")
@@ -31,19 +33,35 @@ async def create() -> Response:
     return jsonify(thread_json(thread))
 
 
-@route("/threads/search", "POST", summary="Search threads by metadata and status")
+@route("/threads/search", "POST", summary="Search threads by metadata, values and status")
 async def search() -> Response:
     b = schema.body_object(await body())
     limit, offset = schema.paging(b)
-    status = schema.choice(b, "status", (*schema.THREAD_STATUSES, ""), "")
     found = await supervisor().threads.search(
         owner=owner(),
         metadata=schema.field(b, "metadata", dict, {}),
-        status=status or None,
+        values=schema.field(b, "values", dict, {}),
+        status=_status(b),
         limit=limit,
         offset=offset,
     )
     return jsonify([thread_json(t) for t in found])
+
+
+@route("/threads/count", "POST", summary="Count threads by metadata, values and status")
+async def count() -> Response:
+    b = schema.body_object(await body())
+    found = await supervisor().threads.count(
+        owner=owner(),
+        metadata=schema.field(b, "metadata", dict, {}),
+        values=schema.field(b, "values", dict, {}),
+        status=_status(b),
+    )
+    return jsonify(found)
+
+
+def _status(b: dict[str, JSON]) -> str | None:
+    return schema.choice(b, "status", (*schema.THREAD_STATUSES, ""), "") or None
 
 
 @route("/threads/<thread_id>", "GET", summary="Read a thread")
@@ -51,13 +69,24 @@ async def get(thread_id: str) -> Response:
     return jsonify(thread_json(await supervisor().threads.get(thread_id, owner=owner())))
 
 
+@route("/threads/<thread_id>", "PATCH", summary="Merge metadata into a thread's")
+async def patch(thread_id: str) -> Response:
+    b = schema.body_object(await body())
+    limit = settings().max_metadata_bytes
+    thread = await supervisor().threads.patch(
+        thread_id, metadata=schema.metadata(b, limit), owner=owner(), max_metadata=limit
+    )
+    if request.headers.get("Prefer") == "return=minimal":
+        return Response(b"", status=204)
+    return jsonify(thread_json(thread))
+
+
+@route("/threads/<thread_id>/copy", "POST", summary="Copy a thread with its checkpoints")
+async def copy(thread_id: str) -> Response:
+    return jsonify(thread_json(await supervisor().threads.copy(thread_id, owner=owner())))
+
+
 @route("/threads/<thread_id>", "DELETE", summary="Delete a thread (cancels its runs first)")
 async def delete(thread_id: str) -> Response:
     await supervisor().threads.delete(thread_id, owner=owner())
     return Response(b"", status=204)
-
-
-@route("/threads/<thread_id>/state", "GET", summary="The output of the thread's last success")
-async def state(thread_id: str) -> Response:
-    thread = await supervisor().threads.get(thread_id, owner=owner())
-    return jsonify(thread_state_json(thread))

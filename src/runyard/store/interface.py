@@ -118,8 +118,32 @@ class RunStore(Protocol):
     async def put_thread(self, thread: Thread) -> None: ...
     async def get_thread(self, thread_id: str) -> Thread | None: ...
     async def search_threads(
-        self, *, owner: str, metadata: dict[str, JSON], status: str | None, limit: int, offset: int
-    ) -> list[Thread]: ...
+        self,
+        *,
+        owner: str,
+        metadata: dict[str, JSON],
+        status: str | None,
+        limit: int,
+        offset: int,
+        values: dict[str, JSON] | None = None,
+    ) -> list[Thread]:
+        """The owner's threads, newest first, whose metadata and values hold every pair given."""
+
+    async def count_threads(
+        self, *, owner: str, metadata: dict[str, JSON], values: dict[str, JSON], status: str | None
+    ) -> int:
+        """How many threads :meth:`search_threads` would find with no limit."""
+
+    async def patch_thread(
+        self, thread_id: str, metadata: dict[str, JSON], updated_at: float
+    ) -> Thread | None:
+        """Merge ``metadata`` into the thread's, key by key, in one transaction; the new row."""
+
+    async def set_thread_state(
+        self, thread_id: str, state: ThreadState, status: ThreadStatus, updated_at: float
+    ) -> None:
+        """A graph thread's values, interrupts and status after its state was changed."""
+
     async def delete_thread(self, thread_id: str) -> None: ...
 
     async def get_run(self, run_id: str) -> Run | None: ...

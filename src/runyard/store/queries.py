@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus, dumps
 from . import checkpoints
-from .interface import Batch, FinalState
+from .interface import Batch, FinalState, ThreadState
 from .schema import EVENTS, RUNS, THREADS
 
 _PUT_THREAD = THREADS.insert("INSERT OR REPLACE")
@@ -35,6 +36,7 @@ _MARK_RUN = RUNS.update("status", "updated_at")
 _FINISH_RUN = RUNS.update("status", "cancel_reason", "error", "output", "updated_at")
 _FINISH_THREAD = THREADS.update("status", "values", "updated_at")
 _FINISH_GRAPH_THREAD = THREADS.update("status", "values", "interrupts", "updated_at")
+_PATCH_THREAD = THREADS.update("metadata", "updated_at")
 _MISSING = object()
 
 # -- threads ------------------------------------------------------------------
@@ -57,27 +59,92 @@ def search_threads(
     status: str | None,
     limit: int,
     offset: int,
+    values: dict[str, JSON] | None = None,
 ) -> list[Thread]:
-    """Newest first; metadata is matched here, key by key, on the decoded values."""
+    """Newest first; metadata and values are matched here, key by key, on the decoded values."""
+    found: list[Thread] = []
+    skipped = 0
+    for thread in _matching(db, owner, metadata, values or {}, status):
+        if skipped < offset:
+            skipped += 1
+            continue
+        found.append(thread)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def count_threads(
+    db: sqlite3.Connection,
+    *,
+    owner: str,
+    metadata: dict[str, JSON],
+    values: dict[str, JSON],
+    status: str | None,
+) -> int:
+    return sum(1 for _ in _matching(db, owner, metadata, values, status))
+
+
+def _matching(
+    db: sqlite3.Connection,
+    owner: str,
+    metadata: dict[str, JSON],
+    values: dict[str, JSON],
+    status: str | None,
+) -> Iterator[Thread]:
+    """The owner's threads, newest first, whose metadata and values hold every pair given."""
     where, args = "owner = ?", [owner]
     if status is not None:
         where += " AND status = ?"
         args.append(status)
-    found: list[Thread] = []
-    skipped = 0
     query = THREADS.select(f"WHERE {where} ORDER BY created_at DESC")
     with contextlib.closing(db.execute(query, args)) as rows:
         for row in rows:
             thread = THREADS.load(row)
-            if any(thread.metadata.get(k, _MISSING) != v for k, v in metadata.items()):
-                continue
-            if skipped < offset:
-                skipped += 1
-                continue
-            found.append(thread)
-            if len(found) >= limit:
-                break
-    return found
+            if _holds(thread.metadata, metadata) and _holds(thread.values, values):
+                yield thread
+
+
+def _holds(found: JSON, wanted: dict[str, JSON]) -> bool:
+    if not wanted:
+        return True
+    return isinstance(found, dict) and all(found.get(k, _MISSING) == v for k, v in wanted.items())
+
+
+def patch_thread(
+    c: sqlite3.Connection, thread_id: str, metadata: dict[str, JSON], updated_at: float
+) -> Thread | None:
+    """Merge ``metadata`` into the thread's, key by key (a shallow merge, as LangGraph's)."""
+    thread = get_thread(c, thread_id)
+    if thread is None:
+        return None
+    thread.metadata = {**thread.metadata, **metadata}
+    thread.updated_at = updated_at
+    c.execute(
+        _PATCH_THREAD,
+        THREADS.values(thread_id=thread_id, metadata=thread.metadata, updated_at=updated_at),
+    )
+    return thread
+
+
+def set_thread_state(
+    c: sqlite3.Connection,
+    thread_id: str,
+    state: ThreadState,
+    status: ThreadStatus,
+    updated_at: float,
+) -> None:
+    """A graph thread's values, pending interrupts and status, after its state was updated."""
+    c.execute(
+        _FINISH_GRAPH_THREAD,
+        THREADS.values(
+            thread_id=thread_id,
+            status=status,
+            values=state.values,
+            interrupts=state.interrupts,
+            updated_at=updated_at,
+        ),
+    )
 
 
 def delete_thread(c: sqlite3.Connection, thread_id: str) -> None:

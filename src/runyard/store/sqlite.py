@@ -11,12 +11,12 @@ from __future__ import annotations
 import trio
 import trio.lowlevel
 
-from ..model import JSON, Event, Run, Thread
+from ..model import JSON, Event, Run, Thread, ThreadStatus
 from . import queries
 from .assistants import SQLiteAssistants
 from .checkpoints import SQLiteCheckpoints
 from .connection import SQLiteBase
-from .interface import Batch
+from .interface import Batch, ThreadState
 from .items import SQLiteItems
 
 
@@ -32,12 +32,46 @@ class SQLiteStore(SQLiteCheckpoints, SQLiteAssistants, SQLiteItems, SQLiteBase):
         return await self._read(lambda db: queries.get_thread(db, thread_id))
 
     async def search_threads(
-        self, *, owner: str, metadata: dict[str, JSON], status: str | None, limit: int, offset: int
+        self,
+        *,
+        owner: str,
+        metadata: dict[str, JSON],
+        status: str | None,
+        limit: int,
+        offset: int,
+        values: dict[str, JSON] | None = None,
     ) -> list[Thread]:
         return await self._read(
             lambda db: queries.search_threads(
-                db, owner=owner, metadata=metadata, status=status, limit=limit, offset=offset
+                db,
+                owner=owner,
+                metadata=metadata,
+                status=status,
+                limit=limit,
+                offset=offset,
+                values=values,
             )
+        )
+
+    async def count_threads(
+        self, *, owner: str, metadata: dict[str, JSON], values: dict[str, JSON], status: str | None
+    ) -> int:
+        return await self._read(
+            lambda db: queries.count_threads(
+                db, owner=owner, metadata=metadata, values=values, status=status
+            )
+        )
+
+    async def patch_thread(
+        self, thread_id: str, metadata: dict[str, JSON], updated_at: float
+    ) -> Thread | None:
+        return await self._write(lambda c: queries.patch_thread(c, thread_id, metadata, updated_at))
+
+    async def set_thread_state(
+        self, thread_id: str, state: ThreadState, status: ThreadStatus, updated_at: float
+    ) -> None:
+        await self._write(
+            lambda c: queries.set_thread_state(c, thread_id, state, status, updated_at)
         )
 
     async def delete_thread(self, thread_id: str) -> None:
