@@ -51,6 +51,9 @@ class Settings:
     demo_agents: bool = True
     agents: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> module:attr
     langgraph_json: str = ""  # serve the graphs of this langgraph.json
+    # A graph run caught by a crash resumes from its last checkpoint as a new attempt,
+    # instead of ending interrupted (re-running a node may repeat its side effects).
+    resume_graph_runs: bool = False
     log_level: str = "info"
     # Security and limits (docs/security.md).
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # owner -> bearer token

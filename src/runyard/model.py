@@ -118,6 +118,7 @@ GRAPH_OPTIONS = (
     "interrupt_after",
     "stream_subgraphs",
     "durability",
+    "resume_on_restart",
 )
 
 

@@ -6,6 +6,12 @@ then gets an ``end`` (and a ``metadata`` first if it had none), written
 through the commit writer like any final state. A run that never started
 (``pending``, or waiting for ``after_seconds``) starts now, its log
 continuing where it was, its delay counted from when it was created.
+
+Opt-in (the ``resume_graph_runs`` setting, or ``resume_on_restart`` on the
+run): a LangGraph run that was running resumes from its thread's last
+committed checkpoint instead, as a new attempt (a ``metadata`` event with the
+attempt number continues its log, gapless). Its nodes after that checkpoint
+run again, so a side effect in them may happen twice.
 """
 
 from __future__ import annotations
@@ -34,10 +40,27 @@ async def recover(
     runner: Runner,
     agents: AgentRegistry,
     nursery: trio.Nursery,
+    *,
+    resume_graph_runs: bool = False,
 ) -> None:
-    """End the orphans that were running; admit again the ones that never ran."""
+    """End the orphans that were running (or resume the graph runs that may be);
+    admit again the ones that never ran."""
     for run in await coordinator.orphaned_runs():
         last = await store.last_seq(run.run_id)
+        agent = agents.get(run.graph_id)
+        resumable = run.kwargs.get("resume_on_restart", resume_graph_runs)
+        if run.status is RunStatus.RUNNING and agent and agent.graph is not None and resumable:
+            run.attempt += 1
+            await store.new_attempt(run.run_id, run.attempt, now())
+            request = RunRequest.of(run)
+            # From the thread's last checkpoint: no input, no command, no fork point.
+            request.input = None
+            request.after_seconds = 0.0
+            for key in ("command", "checkpoint"):
+                request.options.pop(key, None)
+            runner.admit(nursery, run, request, agent, next_seq=last + 1)
+            log.info("run.resumed", extra={"run_id": run.run_id, "attempt": run.attempt})
+            continue
         if run.status is RunStatus.RUNNING:
             run_log = bus.open(run.run_id, next_seq=last + 1)
             try:
@@ -48,5 +71,5 @@ async def recover(
             continue
         request = RunRequest.of(run)
         request.after_seconds = max(0.0, run.created_at + request.after_seconds - now())
-        runner.admit(nursery, run, request, agents.get(run.graph_id), next_seq=last + 1)
+        runner.admit(nursery, run, request, agent, next_seq=last + 1)
         log.info("run.restarted", extra={"run_id": run.run_id})

@@ -87,7 +87,7 @@ class Runner:
         """
         run_log = self.bus.open(run.run_id, next_seq=next_seq)
         handle = RunHandle(run, request, run_log, agent)
-        if next_seq == 0:
+        if next_seq == 0 or run.attempt > 1:  # a new log, or a new attempt in an old one
             self.writer.append_nowait(run_log, "metadata", metadata_of(run))
         self.table.admit(handle)
         self.coordinator.join_line(handle)

@@ -127,7 +127,7 @@ class Supervisor:
                     self._nursery = runs
                     await recover(
                         self.coordinator, self.store, self.writer, self.bus, self.runner,
-                        self.agents, runs,
+                        self.agents, runs, resume_graph_runs=self.settings.resume_graph_runs,
                     )  # fmt: skip
                     keep, every = self.settings.data_retention, self.settings.purge_interval
                     if keep:

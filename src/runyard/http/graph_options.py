@@ -39,6 +39,9 @@ def graph_options(body: Mapping[str, JSON], *, thread_id: str | None) -> dict[st
             options[name] = nodes
     if field(body, "stream_subgraphs", bool, False):
         options["stream_subgraphs"] = True
+    resume = field(body, "resume_on_restart", bool, None)
+    if resume is not None:
+        options["resume_on_restart"] = resume
     durability = field(body, "durability", str, None)
     if durability is not None:
         if durability not in DURABILITY:

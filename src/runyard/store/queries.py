@@ -33,6 +33,7 @@ _START_THREAD = (
     ' "metadata" = json_patch("metadata", :merged) WHERE "thread_id" = :thread_id'
 )
 _MARK_RUN = RUNS.update("status", "updated_at")
+_NEW_ATTEMPT = RUNS.update("attempt", "updated_at")
 _FINISH_RUN = RUNS.update("status", "cancel_reason", "error", "output", "updated_at")
 _FINISH_THREAD = THREADS.update("status", "values", "updated_at")
 _FINISH_GRAPH_THREAD = THREADS.update("status", "values", "interrupts", "updated_at")
@@ -193,6 +194,10 @@ def unfinished_runs(db: sqlite3.Connection) -> list[Run]:
 def delete_run(c: sqlite3.Connection, run_id: str) -> None:
     c.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
     c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+
+def new_attempt(c: sqlite3.Connection, run_id: str, attempt: int, at: float) -> None:
+    c.execute(_NEW_ATTEMPT, RUNS.values(run_id=run_id, attempt=attempt, updated_at=at))
 
 
 def purge_some(c: sqlite3.Connection, before: float, limit: int) -> int:

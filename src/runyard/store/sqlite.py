@@ -103,6 +103,9 @@ class SQLiteStore(SQLiteCheckpoints, SQLiteAssistants, SQLiteItems, SQLiteBase):
     async def delete_run(self, run_id: str) -> None:
         await self._write(lambda c: queries.delete_run(c, run_id))
 
+    async def new_attempt(self, run_id: str, attempt: int, at: float) -> None:
+        await self._write(lambda c: queries.new_attempt(c, run_id, attempt, at))
+
     async def purge(self, before: float, *, batch: int = 200) -> int:
         """Delete finished runs last updated before ``before``, and their events.
 
