@@ -131,3 +131,33 @@ async def test_the_opt_in_resume_continues_from_the_last_checkpoint_to_the_same_
     assert state["values"]["seen"] == list(range(1, TARGET + 1))
     assert stored["status"] == "success"
     assert again.status_code == 200
+
+
+async def test_a_resumable_run_caught_by_shutdown_resumes_at_the_next_start(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    db = str(tmp_path / "runyard.sqlite3")
+    port = free_port()
+    env = {"RUNYARD_RESUME_GRAPH_RUNS": "true", "RUNYARD_GRACE": "0.2"}
+    first = _spawn(processes, db, port, tmp_path, **env)
+    await first.wait_ready()
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as c:
+        thread = (await c.post("/threads", json={})).json()["thread_id"]
+        run = (await c.post(f"/threads/{thread}/runs", json=BODY)).json()["run_id"]
+        async with c.stream("GET", f"/threads/{thread}/runs/{run}/stream") as s:
+            async for line in s.aiter_lines():
+                if line.startswith("data: ") and '"count":5' in line.replace(" ", ""):
+                    break
+    first.signal(signal.SIGTERM)
+    assert await first.wait_exit() == 0
+    conn = sqlite3.connect(db)
+    row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run,)).fetchone()
+    assert row == ("running",), "left for the next start, not ended"
+    second = _spawn(processes, db, port, tmp_path, **env)
+    await second.wait_ready()
+    frames = await _stream(second, thread, run)
+    assert [f.data["attempt"] for f in frames if f.event == "metadata"] == [1, 2]
+    assert frames[-1].data["status"] == "success"
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as c:
+        state = (await c.get(f"/threads/{thread}/state")).json()
+    assert state["values"]["seen"] == list(range(1, TARGET + 1))

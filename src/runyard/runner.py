@@ -31,7 +31,7 @@ from .coordinator import Coordinator
 from .errors import AgentError, LimitExceeded, StoreError
 from .events import EventBus
 from .feed import RunFeed
-from .model import JSON, Run, RunRequest, RunStatus, dumps, now
+from .model import JSON, CancelReason, Run, RunRequest, RunStatus, dumps, now
 from .outcome import (
     STORE_FAILED,
     Outcome,
@@ -134,9 +134,12 @@ class Runner:
                     if handle.store_failed
                     else settled(ctx.has_result, ctx.result, handle.cancel_reason)
                 )
-            with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + self.settings.cleanup_deadline
-                await self._finalize(handle, outcome, ctx.thread_state)
+            if outcome.cancel_reason is CancelReason.SHUTDOWN and self._resumes(handle):
+                self._leave_to_next_start(handle)
+            else:
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + self.settings.cleanup_deadline
+                    await self._finalize(handle, outcome, ctx.thread_state)
         if handle.request.on_completion == "delete" and handle.request.thread_id is None:
             await self._delete_thread(handle)
         await trio.sleep(self.settings.retention)
@@ -210,6 +213,22 @@ class Runner:
                     "reason": str(run.cancel_reason),
                 },
             )
+
+    def _resumes(self, handle: RunHandle) -> bool:
+        """Whether the run is a graph run that the next start resumes (opt-in)."""
+        if handle.agent is None or handle.agent.graph is None:
+            return False
+        return bool(
+            handle.request.options.get("resume_on_restart", self.settings.resume_graph_runs)
+        )
+
+    def _leave_to_next_start(self, handle: RunHandle) -> None:
+        """Shutdown caught a resumable graph run: it stays ``running`` in the store, with
+        no ``end``, and the next start resumes it from its last checkpoint."""
+        self.coordinator.leave_line(handle)
+        self.table.release(handle)
+        handle.finished.set()
+        log.info("run.left_to_resume", extra={"run_id": handle.run_id})
 
     def _events_lost(self, run_id: str) -> None:
         """Some of the run's events could not be committed: the run fails."""
