@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -10,6 +13,8 @@ nox.options.error_on_missing_interpreters = False
 
 PYTHON = "3.11"
 SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
+# The JS SDK agent-chat-ui pins, for tests/test_chat_flow.py (package-lock.json).
+JS_TESTS = "tests/js"
 FLAKE8_ASYNC = ",".join(
     f"ASYNC{n}" for n in (100, 101, 102, 103, 104, 105, 106, 112, 113, 115, 116, 119, 120)
 )
@@ -19,7 +24,24 @@ FLAKE8_ASYNC = ",".join(
 def tests(session: nox.Session) -> None:
     """The test suite (what CI runs), against real servers on 127.0.0.1."""
     session.install("-e", ".[test,langgraph]")
+    _install_js(session)
     session.run("pytest", *session.posargs)
+
+
+def _install_js(session: nox.Session) -> None:
+    """``npm ci`` for the JS SDK test: required on CI; elsewhere that test is skipped without it."""
+    on_ci = os.environ.get("CI") == "true"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if on_ci:
+            session.error("node and npm are required on CI (tests/js, the JS SDK test)")
+        session.warn("node/npm not found: the JS SDK test will be skipped")
+        return
+    try:
+        session.run("npm", "ci", "--prefix", JS_TESTS, "--no-audit", "--no-fund", external=True)
+    except nox.command.CommandFailed:
+        if on_ci:
+            raise
+        session.warn("npm ci failed: the JS SDK test will be skipped unless tests/js is installed")
 
 
 @nox.session(python=PYTHON)
@@ -56,8 +78,11 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks (docs/benchmarks.md); `-- --peer langgraph` adds langgraph dev."""
-    session.install("-e", ".[test]")
-    if "--peer" in session.posargs:
+    """The benchmarks (docs/benchmarks.md); `-- --peer langgraph` adds langgraph dev,
+    `-- --peer aegra` aegra (own venv, bench/aegra.py), `-- --graphs` runs the graph part alone."""
+    session.install("-e", ".[test,langgraph]")
+    if "langgraph" in session.posargs:
         session.install("langgraph-cli[inmem]")
+    if "--profile" in session.posargs:
+        session.install("py-spy")
     session.run("python", "bench/bench.py", *session.posargs)

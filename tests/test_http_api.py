@@ -135,13 +135,21 @@ async def test_resume_while_the_run_is_live_has_no_gap_and_no_duplicate(
     assert seen == list(range(203))
 
 
-async def test_last_event_id_must_be_a_non_negative_integer(client: httpx.AsyncClient) -> None:
+async def test_last_event_id_must_be_a_non_negative_integer_or_minus_one(
+    client: httpx.AsyncClient,
+) -> None:
     run = await _background(client, {"assistant_id": "echo", "input": {}})
     path = f"/threads/{run['thread_id']}/runs/{run['run_id']}/stream"
-    for bad in ("abc", "-1", "1.5"):
+    for bad in ("abc", "-2", "1.5"):
         response = await client.get(path, headers={"Last-Event-ID": bad})
         assert response.status_code == 400
         assert "Last-Event-ID" in response.json()["detail"]
+    # -1 (what useStream sends on a reload): the whole log, as without the header.
+    async with client.stream("GET", path, headers={"Last-Event-ID": "-1"}) as response:
+        frames = await read_stream(response)
+    assert [f.id for f in frames] == list(range(len(frames)))
+    assert frames[0].event == "metadata"
+    assert frames[-1].event == "end"
 
 
 async def test_last_event_id_at_or_beyond_the_end_of_a_finished_run_is_204(

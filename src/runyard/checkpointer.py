@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -199,13 +200,28 @@ class _Where:
         }
 
 
-class RunyardSaver(BaseCheckpointSaver[int]):
+class RunyardSaver(BaseCheckpointSaver[str]):
     """Checkpoints in runyard's store; use from the asyncio side of its loop."""
 
     def __init__(self, store: Store, writer: CommitWriter) -> None:
         super().__init__()
         self._store = store
         self._writer = writer
+
+    def get_next_version(self, current: str | int | None, channel: None) -> str:
+        """A version that sorts after ``current`` and is unique to this write.
+
+        A channel's blobs are stored once per version; a thread forked from
+        an older checkpoint counts its versions up again from there, so a
+        bare counter would name two different values alike.
+        """
+        if current is None:
+            number = 0
+        elif isinstance(current, int):  # written by an older saver, or LangGraph's default
+            number = current
+        else:
+            number = int(current.split(".", 1)[0])
+        return f"{number + 1:032}.{secrets.token_hex(8)}"
 
     # -- reads ----------------------------------------------------------------------
 

@@ -226,13 +226,17 @@ def flag(value: str | None, name: str, default: bool = False) -> bool:
 
 
 def last_event_id(value: str | None) -> int | None:
-    """The ``Last-Event-ID`` header: an event id (an integer >= 0) or absent."""
+    """The ``Last-Event-ID`` header: an event id (an integer >= 0), absent, or ``-1``.
+
+    ``-1`` (what LangGraph's ``useStream`` sends when a page reloads) means
+    "before the first event": the whole log is replayed, as without the header.
+    """
     if value is None or value.strip() == "":
         return None
     try:
         seq = int(value.strip())
     except ValueError:
-        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0)") from None
-    if seq < 0:
-        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0)")
+        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0) or -1") from None
+    if seq < -1:
+        raise BadRequest("Last-Event-ID must be an event id (an integer >= 0) or -1")
     return seq
