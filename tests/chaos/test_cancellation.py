@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from ..helpers import assert_gapless, parse_frames, start_supervisor
 from .harness import CLEANUP_DEADLINE, Trial, explore
 
 HEAVY = os.environ.get("RUNYARD_CHAOS_TIER") == "heavy"
+COUNTER = str(Path(__file__).parent.parent / "lg_counter" / "langgraph.json")
 SEEDS = list(range(5)) if HEAVY else [0]
 EMITS = 8 if HEAVY else 3
 COUNTS: dict[str, int] = {}
@@ -81,14 +83,18 @@ def _agents(trial: Trial) -> AgentRegistry:
 
 @contextlib.asynccontextmanager
 async def _system(
-    trial: Trial, *, cleanup_deadline: float = CLEANUP_DEADLINE
+    trial: Trial, *, cleanup_deadline: float = CLEANUP_DEADLINE, graphs: bool = False
 ) -> AsyncIterator[tuple[Supervisor, trio.Nursery]]:
     store = SQLiteStore(trial.db_path)
     await store.open()
     settings = Settings(cleanup_deadline=cleanup_deadline)
+    agents = _agents(trial)
+    if graphs:
+        for graph in Settings(langgraph_json=COUNTER, demo_agents=False).registry().all():
+            agents.add(graph)
     try:
         async with trio.open_nursery() as nursery:
-            sup = await start_supervisor(nursery, store, _agents(trial), settings)
+            sup = await start_supervisor(nursery, store, agents, settings)
             yield sup, nursery
             await sup.shutdown(grace=0)
     finally:
@@ -329,6 +335,38 @@ async def _writer_scenario(trial: Trial) -> None:
             await _check_run(sup2.store, h.run_id, observed[h.run_id])
 
 
+async def _checkpoint_scenario(trial: Trial) -> None:
+    """A cancel at every step of a graph run's checkpoint writes (the saver's and the
+    gate's trio side): the state never runs ahead of the logged events."""
+    observed: list[Event] = []
+    async with _system(trial, graphs=True) as (sup, nursery):
+        thread = await sup.threads.create()
+        handle = await sup.create_run(
+            RunRequest(
+                "counter",
+                {"target": 4, "pause": 0.001},
+                thread_id=thread.thread_id,
+                stream_mode=["values", "custom"],
+            )
+        )
+        trial.is_target = lambda task: task.name.startswith("runyard.checkpointer.")
+        trial.inject = lambda: handle.cancel(CancelReason.USER)
+        nursery.start_soon(_follow, sup, handle.run_id, observed)
+        await sup.wait_run(handle.run_id)
+        await sup.wait_idle()
+    async with _reopened(trial) as disk:
+        await _check_run(disk, handle.run_id, observed)
+        log = await disk.read_events(handle.run_id, -1, 1000)
+        rows = await disk.list_checkpoints(thread.thread_id, "")
+        state = await disk.get_thread(thread.thread_id)
+    counts = {e.value().get("count") for e in log if e.event == "values"}
+    steps = [r.metadata["step"] for r in rows if r.metadata["step"] >= 1]
+    assert set(steps) <= counts, "every checkpoint committed with its step's values"
+    assert state is not None
+    if state.values and state.values.get("count"):  # a success wrote the saved state
+        assert state.values["count"] == max(steps)
+
+
 # -- the tests ------------------------------------------------------------------
 
 TARGETS = {
@@ -339,6 +377,7 @@ TARGETS = {
     "multitask-interrupt": _interrupt_scenario,
     "shutdown": _shutdown_scenario,
     "commit-writer": _writer_scenario,
+    "checkpoint-write": _checkpoint_scenario,
 }
 
 
