@@ -3,6 +3,7 @@
 This is the engine's front door (the HTTP layer and tests use nothing else);
 the work is done by parts with one job each:
 
+- :class:`~runyard.admission.Admission`: a new run's assistant, thread, strategy, row;
 - :class:`~runyard.runtable.RunTable`: live runs by id, admission counters;
 - :class:`~runyard.coordinator.Coordinator`: the per-thread line, thread
   locks, cancel delivery, which runs a dead process left;
@@ -11,7 +12,9 @@ the work is done by parts with one job each:
 - :class:`~runyard.events.EventBus`: events to subscribers;
 - :class:`~runyard.feed.RunFeed`: status changes to the dashboard;
 - :class:`~runyard.threads.Threads`: thread operations (``supervisor.threads``);
-- :class:`~runyard.assistants.Assistants`: assistants (``supervisor.assistants``).
+- :class:`~runyard.assistants.Assistants`: assistants (``supervisor.assistants``);
+- :class:`~runyard.thread_state.ThreadStates`: a graph thread's state and history
+  (``supervisor.states``); the memory store's items (``supervisor.items``).
 
 The nursery tree (see docs/architecture.md)::
 
@@ -30,23 +33,19 @@ import logging
 import trio
 import trio_asyncio
 
+from .admission import Admission
 from .agents import AgentRegistry
 from .assistants import Assistants
 from .commit import CommitWriter
 from .config import Settings
 from .coordinator import LocalCoordinator
-from .errors import Conflict, NotFound, ShuttingDown
+from .errors import Conflict, NotFound
 from .events import EventBus, LocalEventBus, Subscription
 from .feed import RunFeed
 from .model import (
     CancelReason,
-    MultitaskStrategy,
     Run,
     RunRequest,
-    RunStatus,
-    Thread,
-    new_id,
-    now,
 )
 from .recovery import recover
 from .retention import purge_forever
@@ -58,12 +57,6 @@ from .thread_state import ThreadStates
 from .threads import Threads
 
 log = logging.getLogger("runyard.supervisor")
-
-# What a new run on a busy thread does to the runs ahead of it.
-_TAKEOVER = {
-    MultitaskStrategy.INTERRUPT: CancelReason.INTERRUPT,
-    MultitaskStrategy.ROLLBACK: CancelReason.ROLLBACK,
-}
 
 __all__ = ["RunHandle", "Supervisor"]
 
@@ -92,6 +85,10 @@ class Supervisor:
         )
         self.threads = Threads(store, self.coordinator, self.table, self.runner)
         self.assistants = Assistants(store, agents)
+        self.admission = Admission(
+            agents, self.assistants, self.threads, self.coordinator, self.table, self.writer,
+            self.runner,
+        )  # fmt: skip
         self.items: ItemStore = store  # the memory store's items, for the store API
         if any(agent.graph is not None for agent in agents.all()):
             from .graph_run import GraphHost  # LangGraph is an optional extra
@@ -206,58 +203,9 @@ class Supervisor:
     # -- runs -------------------------------------------------------------------
 
     async def create_run(self, request: RunRequest) -> RunHandle:
-        """Persist a new ``pending`` run and start its task; return its handle.
-
-        Raises :class:`ShuttingDown`, :class:`TooManyRequests`,
-        :class:`NotFound` (agent or thread) or :class:`Conflict` (a busy
-        thread under ``reject``). Once the row is written the run is fully
-        registered: a cancel of this call cannot leave it half made.
-        """
-        if not self.accepting:
-            raise ShuttingDown("the server is shutting down")
-        self.table.check_room(request.owner)
-        resolved = await self.assistants.resolve(request.assistant_id, request.owner)
-        agent = self.agents.get(resolved.graph_id)
-        if agent is None:
-            raise NotFound(f"assistant {request.assistant_id!r} not found")
-        request.config = resolved.configure(request.config)
-        new_thread: Thread | None = None
-        if request.thread_id is None:
-            # A fresh id cannot exist yet: the thread is written with the run.
-            ts = now()
-            thread = new_thread = Thread(new_id(), ts, ts, {}, owner=request.owner)
-        else:
-            thread = await self.threads.for_run(request)
-        tid = thread.thread_id
-        async with self.coordinator.lock_thread(tid):
-            if not self.accepting:
-                raise ShuttingDown("the server is shutting down")
-            ahead = self.coordinator.line(tid)
-            strategy = request.multitask_strategy
-            if ahead and strategy is MultitaskStrategy.REJECT:
-                raise Conflict(f"thread {tid} has a run in progress")
-            ts = now()
-            run = Run(
-                run_id=new_id(),
-                thread_id=tid,
-                assistant_id=resolved.assistant_id,
-                status=RunStatus.PENDING,
-                created_at=ts,
-                updated_at=ts,
-                metadata=request.metadata,
-                kwargs={**request.kwargs(), "graph_id": agent.name},
-                multitask_strategy=strategy,
-                owner=request.owner,
-            )
-            with trio.CancelScope(shield=True):
-                await self.writer.create(run, new_thread)
-                assert self._nursery is not None
-                handle = self.runner.admit(self._nursery, run, request, agent)
-            reason = _TAKEOVER.get(strategy)
-            if reason is not None:
-                for earlier in ahead:
-                    self.coordinator.cancel(earlier, reason)
-            return handle
+        """Persist a new ``pending`` run and start its task (see :mod:`runyard.admission`)."""
+        assert self._nursery is not None, "serve() has started"
+        return await self.admission.admit(request, self._nursery, lambda: self.accepting)
 
     def watch(self) -> trio.MemoryReceiveChannel[Run]:
         """A channel of every run as its status changes (see :class:`RunFeed`)."""
