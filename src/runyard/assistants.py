@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from . import graph_info
 from .agents import Agent, AgentRegistry
 from .errors import BadRequest, Conflict, Invalid, NotFound
 from .model import JSON, Assistant, new_id, now
@@ -304,15 +304,15 @@ class Assistants:
         """The graph as LangGraph draws it (nodes and edges); a plain agent is one node."""
         found, graph = await self._with_graph(assistant_id, owner)
         if graph is None:
-            return _one_node(found.graph_id)
-        return await trio.to_thread.run_sync(_drawing, graph, found.config, xray)
+            return graph_info.one_node(found.graph_id)
+        return await trio.to_thread.run_sync(graph_info.drawing, graph, found.config, xray)
 
     async def schemas(self, assistant_id: str, *, owner: str = "") -> JSON:
         """The JSON schemas of the graph's input, output, state, config and context."""
         found, graph = await self._with_graph(assistant_id, owner)
-        schemas = dict.fromkeys(_SCHEMA_PARTS)
+        schemas = dict.fromkeys(graph_info.SCHEMA_PARTS)
         if graph is not None:
-            schemas = await trio.to_thread.run_sync(_schemas, graph)
+            schemas = await trio.to_thread.run_sync(graph_info.schemas, graph)
         return {"graph_id": found.graph_id, **schemas}
 
     async def subgraphs(
@@ -322,7 +322,7 @@ class Assistants:
         _, graph = await self._with_graph(assistant_id, owner)
         if graph is None:
             return {}
-        return await trio.to_thread.run_sync(_subgraphs, graph, namespace, recurse)
+        return await trio.to_thread.run_sync(graph_info.subgraphs, graph, namespace, recurse)
 
     # -- helpers ----------------------------------------------------------------
 
@@ -356,69 +356,3 @@ class Assistants:
     def _systems(self, where: AssistantFilter) -> list[Assistant]:
         systems = (system_assistant(agent) for agent in self._agents.all())
         return [a for a in systems if where.matches(a)]
-
-
-# -- drawing a graph and its schemas (LangGraph's own methods, off the trio loop) ------------
-
-_SCHEMA_PARTS = ("input_schema", "output_schema", "state_schema", "config_schema", "context_schema")
-
-
-def _one_node(name: str) -> JSON:
-    """A plain agent drawn as LangGraph draws a one-node graph."""
-    start, end = ({"id": e, "type": "schema", "data": e} for e in ("__start__", "__end__"))
-    nodes = [start, {"id": name, "type": "runnable", "data": {"name": name}}, end]
-    edges = [{"source": "__start__", "target": name}, {"source": name, "target": "__end__"}]
-    return {"nodes": nodes, "edges": edges}
-
-
-def _drawing(graph: Any, config: dict[str, JSON], xray: bool | int) -> JSON:
-    try:
-        drawn: JSON = graph.get_graph(config, xray=xray).to_json()
-    except NotImplementedError:
-        raise Invalid("this graph cannot be drawn") from None
-    for node in drawn.get("nodes", []):
-        data = node.get("data")
-        if isinstance(data, dict):
-            data.pop("id", None)  # the Python class path of the node's runnable
-    return drawn
-
-
-def _schemas(graph: Any) -> dict[str, JSON]:
-    """Each schema, or None where LangGraph (or pydantic) cannot produce it."""
-    makers: dict[str, Callable[[], JSON]] = {
-        "input_schema": graph.get_input_jsonschema,
-        "output_schema": graph.get_output_jsonschema,
-        "state_schema": lambda: _state_schema(graph),
-        # Since LangGraph 1.0 a graph's configurable part is its context schema.
-        "config_schema": lambda: graph.get_context_jsonschema() or {},
-        "context_schema": graph.get_context_jsonschema,
-    }
-    found: dict[str, JSON] = {}
-    for part, make in makers.items():
-        try:
-            found[part] = make()
-        except Exception as exc:
-            error = type(exc).__name__
-            log.warning("assistants.schema_unavailable", extra={"schema": part, "error": error})
-            found[part] = None
-    return found
-
-
-def _state_schema(graph: Any) -> JSON:
-    """The schema of the state a ``StateGraph`` was built with; None for other graphs."""
-    state = getattr(getattr(graph, "builder", None), "state_schema", None)
-    if state is None:
-        return None
-    from pydantic import BaseModel, TypeAdapter  # LangGraph's dependency, not runyard's
-
-    if isinstance(state, type) and issubclass(state, BaseModel):
-        return state.model_json_schema()
-    return TypeAdapter(state).json_schema()
-
-
-def _subgraphs(graph: Any, namespace: str | None, recurse: bool) -> JSON:
-    try:
-        found = list(graph.get_subgraphs(namespace=namespace, recurse=recurse))
-    except NotImplementedError:
-        raise Invalid("this graph cannot list its subgraphs") from None
-    return {ns: _schemas(subgraph) for ns, subgraph in found}
