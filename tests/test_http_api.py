@@ -499,3 +499,20 @@ async def test_a_chosen_thread_id_must_be_url_and_header_safe(client: httpx.Asyn
     assert created.status_code == 422
     ok = await client.post("/threads", json={"thread_id": "team-a:run_1.v2"})
     assert ok.status_code == 200
+
+
+async def test_a_lone_surrogate_or_nan_in_a_body_is_a_400_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    for raw in (
+        '{"metadata": {"name": "\\ud800"}}',
+        '{"thread_id": "t", "metadata": {"\\udfff": 1}}',
+        '{"metadata": {"x": NaN}}',
+        '{"metadata": {"x": -Infinity}}',
+    ):
+        response = await client.post(
+            "/threads", content=raw, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, raw
+        assert "Traceback" not in response.text
+    assert (await client.get("/ok")).status_code == 200

@@ -576,3 +576,18 @@ async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> 
     thread = await supervisor.threads.create()
     await supervisor.threads.delete(thread.thread_id)
     assert supervisor.coordinator.locks_held == 0
+
+
+async def test_an_agent_emitting_nan_logs_valid_json(supervisor: Supervisor) -> None:
+    async def odd(input: Any, ctx: RunContext) -> Any:
+        await ctx.emit({"ratio": float("nan"), "limits": [float("inf"), 2.0]})
+        return {"best": float("-inf")}
+
+    supervisor.agents.add(Agent("odd", odd))
+    handle = await supervisor.create_run(RunRequest("odd", stream_mode=["custom"]))
+    events = await collect(supervisor, handle.run_id)
+    assert [json.loads(e.data) for e in events if e.event == "custom"] == [
+        {"ratio": None, "limits": [None, 2.0]}
+    ]
+    assert (await supervisor.wait_run(handle.run_id)).output == {"best": float("-inf")}
+    assert json.loads(next(e for e in events if e.event == "values").data) == {"best": None}

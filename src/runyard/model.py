@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import time
 import uuid
 from typing import Any
@@ -210,8 +211,26 @@ class Event:
 
 
 def dumps(value: JSON) -> str:
-    """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line.
+
+    NaN and infinities (which Python writes and JSON has not) become ``null``.
+    """
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
+        )
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _finite(value: JSON) -> JSON:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclasses.dataclass(slots=True)

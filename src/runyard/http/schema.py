@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 # Nesting deeper than this is refused before it can cost recursion elsewhere.
 MAX_DEPTH = 64
+# Half of a UTF-16 pair on its own: valid in a JSON escape, not encodable as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # The stream modes LangGraph's SDK may ask for.
 STREAM_MODES = frozenset(
     {"values", "updates", "custom", "messages", "messages-tuple", "events", "debug", "tasks",
@@ -61,26 +63,32 @@ def parse_json(raw: bytes | str) -> JSON:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
-    if _depth(value) > MAX_DEPTH:
-        raise Invalid(f"the request body nests deeper than {MAX_DEPTH} levels")
+    _check_shape(value)
     return value
 
 
-def _depth(value: JSON) -> int:
-    """Nesting depth, iteratively (a recursive walk could overflow on hostile input)."""
-    deepest = 0
+def _no_constant(name: str) -> JSON:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python accepts them, JSON does not
+
+
+def _check_shape(value: JSON) -> None:
+    """Nesting depth and text, iteratively (a recursive walk could overflow on hostile
+    input): a lone surrogate (``"\\ud800"``) parses but can be neither stored nor sent."""
     stack: list[tuple[JSON, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            raise Invalid(f"the request body nests deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            raise BadRequest("the request body has a lone surrogate (an invalid \\u escape)")
 
 
 def body_object(body: JSON) -> dict[str, JSON]:
