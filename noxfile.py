@@ -65,8 +65,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def chaos(session: nox.Session) -> None:
     """The heavier cancellation-chaos tier (more seeds); CI runs the light one in `tests`."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "tests/chaos", "-q", env={"RUNYARD_CHAOS_TIER": "heavy"})
+    session.install("-e", ".[test,langgraph]")
+    # -s: the injection counts, per target and in total, are printed by the tests.
+    session.run("pytest", "tests/chaos", "-q", "-s", env={"RUNYARD_CHAOS_TIER": "heavy"})
 
 
 @nox.session(python=PYTHON)
