@@ -92,10 +92,14 @@ def delete_for_runs(c: sqlite3.Connection, run_ids: list[str]) -> None:
     c.execute(f"DELETE FROM checkpoints WHERE run_id IN ({marks})", run_ids)
 
 
+_COPIED = {"thread_id": "?", "run_id": "NULL"}
+
+
 def _copy(c: sqlite3.Connection, source: str, target: str) -> None:
     for table in (CHECKPOINTS, CHECKPOINT_BLOBS, CHECKPOINT_WRITES):
         names = [col.name for col in table.columns]
-        picked = ", ".join("?" if n == "thread_id" else f'"{n}"' for n in names)
+        # A copy is no run's: a rollback of the source's run leaves it alone.
+        picked = ", ".join(_COPIED.get(n, f'"{n}"') for n in names)
         c.execute(
             f'INSERT OR REPLACE INTO "{table.name}" ({", ".join(names)})'
             f' SELECT {picked} FROM "{table.name}" WHERE thread_id = ?',
