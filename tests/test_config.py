@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
         ("", {"RUNYARD_GRACE": "-3"}, "grace: '-3' is not a valid number >= 0"),
         ("port = [\n", {}, "is not valid TOML"),
         ("[agents]\nx = 'nowhere.at.all:thing'\n", {}, "agents.x: agent 'nowhere.at.all:thing'"),
+        ("purge_interval = 0\n", {}, "purge_interval: 0 is not a valid number > 0"),
     ],
 )
 def test_a_bad_value_names_its_key(
@@ -95,3 +97,21 @@ def test_the_examples_folder_serves_its_agents(monkeypatch: pytest.MonkeyPatch) 
     talker = registry.get("talker")
     assert talker is not None
     assert talker.asyncio
+
+
+@pytest.mark.parametrize(
+    ("graphs", "source", "message"),
+    [
+        ({"g": "./agent.ts:graph"}, "", "is not a Python file"),
+        ({"g": "./graph.py:make"}, "def make(config):\n    return None\n", "factory failed"),
+        ({"g": "no_such_module_here:graph"}, "", "No module named"),
+    ],
+)
+def test_a_bad_langgraph_json_entry_is_one_line_not_a_traceback(
+    tmp_path: Path, graphs: dict[str, str], source: str, message: str
+) -> None:
+    (tmp_path / "graph.py").write_text(source)
+    spec = tmp_path / "langgraph.json"
+    spec.write_text(json.dumps({"graphs": graphs}))
+    with pytest.raises(ConfigError, match=message):
+        Settings(langgraph_json=str(spec)).registry()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import trio
 
 from runyard.config import Settings
@@ -72,6 +74,28 @@ async def test_a_failing_purge_is_tried_again_and_the_server_keeps_serving(
         assert await store.get_run(first.run_id) is None
         handle = await sup.create_run(RunRequest("echo", {"after": "failures"}))
         assert (await sup.wait_run(handle.run_id)).status is RunStatus.SUCCESS
+        await sup.shutdown(0)
+    finally:
+        await store.aclose()
+
+
+async def test_expired_memory_items_leave_the_store_without_data_retention(
+    db_path: str, nursery: trio.Nursery
+) -> None:
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        await store.put_item("ann", ("notes",), "brief", {"v": 1}, ttl=0.001)  # 60 ms
+        await store.put_item("ann", ("notes",), "kept", {"v": 2})
+        sup = await start_supervisor(nursery, store, settings=Settings(purge_interval=0.05))
+        with trio.fail_after(5):
+            while True:
+                rows = await store.search_items("ann", ("notes",), limit=10, offset=0)
+                count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM items").fetchone()
+                if count == (1,):
+                    break
+                await trio.sleep(0.05)
+        assert [item.key for item in rows] == ["kept"]
         await sup.shutdown(0)
     finally:
         await store.aclose()

@@ -138,6 +138,8 @@ def _is_loopback(host: str) -> bool:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+# Seconds that 0 would turn into a busy loop.
+_POSITIVE = frozenset({"purge_interval", "heartbeat"})
 _CHOICES = {"durability": ("events", "final"), "log_level": ("debug", "info", "warning", "error")}
 
 
@@ -149,7 +151,7 @@ def _coerce(key: str, value: Any) -> Any:
             result: Any = int(value)
         elif kind == "float" and not isinstance(value, bool):
             result = float(value)
-            if result < 0 or result != result:
+            if result < 0 or result != result or (result == 0 and key in _POSITIVE):
                 raise ValueError
         elif kind == "bool":
             if isinstance(value, str):
@@ -174,7 +176,8 @@ def _coerce(key: str, value: Any) -> Any:
         else:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a valid {_describe(kind)}") from None
+        kind_name = "number > 0" if key in _POSITIVE else _describe(kind)
+        raise ConfigError(f"{key}: {value!r} is not a valid {kind_name}") from None
     if key in _CHOICES and result not in _CHOICES[key]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
     if kind == "int" and key != "port" and result < 1:

@@ -81,6 +81,11 @@ def load_langgraph_json(path: str) -> list[Agent]:
 
 
 def _load_attribute(base: Path, module_ref: str, attribute: str, name: str) -> Any:
+    if not module_ref.endswith(".py") and "/" in module_ref:
+        raise ValueError(
+            f"langgraph_json: graph {name!r}: {module_ref} is not a Python file"
+            " (runyard serves Python graphs)"
+        )
     if module_ref.endswith(".py"):
         source = (base / module_ref).resolve()
         module_name = f"runyard_graph_{name}"
@@ -96,10 +101,19 @@ def _load_attribute(base: Path, module_ref: str, attribute: str, name: str) -> A
                 f"langgraph_json: graph {name!r}: {source} failed to import ({exc})"
             ) from None
     else:
-        module = importlib.import_module(module_ref)
+        try:
+            module = importlib.import_module(module_ref)
+        except ImportError as exc:
+            raise ValueError(f"langgraph_json: graph {name!r}: {exc}") from None
     target = getattr(module, attribute, None)
     if callable(target) and not is_graph(target):
-        target = target()  # a factory, as langgraph.json allows
+        try:
+            target = target()  # a factory, as langgraph.json allows
+        except Exception as exc:
+            raise ValueError(
+                f"langgraph_json: graph {name!r}: its factory failed ({type(exc).__name__});"
+                " runyard calls it once, with no arguments"
+            ) from None
     if not is_graph(target):
         raise ValueError(f"langgraph_json: graph {name!r} is not a compiled LangGraph graph")
     return target

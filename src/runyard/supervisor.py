@@ -22,7 +22,7 @@ The nursery tree (see docs/architecture.md)::
     └── trio-asyncio loop
         ├── CommitWriter.serve      shielded; outlives the runs, closed last
         └── runs nursery
-            ├── recovery, then purge_forever (when data_retention is set)
+            ├── recovery, then purge_forever (expired items; old runs with data_retention)
             └── run task (one a run) each under its own CancelScope
 """
 
@@ -127,8 +127,7 @@ class Supervisor:
                         self.agents, runs, resume_graph_runs=self.settings.resume_graph_runs,
                     )  # fmt: skip
                     keep, every = self.settings.data_retention, self.settings.purge_interval
-                    if keep:
-                        runs.start_soon(purge_forever, self.store, keep, every)
+                    runs.start_soon(purge_forever, self.store, keep, every)
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
