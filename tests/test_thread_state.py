@@ -410,3 +410,20 @@ def test_generated_state_bodies_never_cause_a_5xx(
     response = http.request(method, path, json=body)
     assert response.status_code < 500, response.text
     assert "Traceback" not in response.text
+
+
+async def test_a_breakpoint_leaves_the_thread_interrupted_until_the_run_goes_on(
+    lg_server: Server,
+) -> None:
+    def script(c: Any) -> tuple[Any, Any, Any, Any]:
+        tid = c.threads.create()["thread_id"]
+        c.runs.wait(tid, "chat", input=say("hold on"), interrupt_before=["reply"])
+        stopped = (c.threads.get(tid), c.threads.get_state(tid))
+        c.runs.wait(tid, "chat", input=None)
+        return (*stopped, c.threads.get(tid), c.threads.get_state(tid))
+
+    stopped, at_break, after, done = await _sdk(lg_server, script)
+    assert (stopped["status"], stopped["interrupts"]) == ("interrupted", {})
+    assert at_break["next"] == ["reply"]
+    assert after["status"] == "idle"
+    assert done["next"] == []

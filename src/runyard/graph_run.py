@@ -6,8 +6,10 @@ with LangGraph's ``checkpoints`` mode always on, whatever the client asked:
 that chunk tells where each checkpoint falls among the events, so the run's
 :class:`~runyard.checkpointer.CheckpointGate` lets a checkpoint commit only
 behind the events the graph streamed before it. Events are logged under the
-names LangGraph clients expect; a subgraph's as ``mode|ns1|ns2`` when the
-client asked for ``stream_subgraphs``.
+names and in the shapes LangGraph clients expect (:mod:`runyard.graph_stream`);
+a subgraph's as ``mode|ns1|ns2`` when the client asked for
+``stream_subgraphs``. With ``events`` asked the same chunks come out of
+LangChain's ``astream_events``, in the same order, between its own events.
 
 When the graph ends (finished, or stopped at an interrupt) what is still held
 is committed and the thread's state is read back from the saver: its values
@@ -28,21 +30,13 @@ from langgraph.types import Command, Send
 from .agents import AsyncioRunContext
 from .checkpointer import CheckpointGate, RunyardSaver, current_gate
 from .commit import CommitWriter
+from .graph_stream import GraphStream
 from .graph_values import jsonable
 from .model import JSON
 from .store import Store, ThreadState
 
-# runyard's stream modes -> LangGraph's.
-MODES = {
-    "values": "values",
-    "updates": "updates",
-    "custom": "custom",
-    "messages": "messages",
-    "messages-tuple": "messages",
-    "debug": "debug",
-    "tasks": "tasks",
-    "checkpoints": "checkpoints",
-}
+# The root modes whose events wait in the gate for their step's checkpoint.
+STATE_MODES = frozenset({"values", "updates"})
 
 
 class GraphHost:
@@ -118,66 +112,72 @@ def command(value: JSON) -> Command[Any]:
 async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: AsyncioRunContext) -> JSON:
     """Run ``graph`` for ``ctx``'s run; the last ``values`` chunk is the output."""
     lease: GraphLease | None = ctx.host
-    asked = [m for m in ctx.stream_mode if m in MODES]
-    modes = list(dict.fromkeys(["values", "checkpoints", *(MODES[m] for m in asked)]))
-    wanted = {MODES[m] for m in asked}
     options = ctx.options
-    subgraphs = bool(options.get("stream_subgraphs"))
+    view = GraphStream(ctx.stream_mode, subgraphs=bool(options.get("stream_subgraphs")))
     config, context = graph_config(ctx, graph_id)
     payload = command(options["command"]) if options.get("command") else input
     runnable = graph if lease is None else lease.host.attach(graph, ctx.owner)
     gate = None if lease is None else lease.gate
-    # Without per-step checkpoints there is nothing to keep state events in step with.
-    in_step = gate is not None and options.get("durability") != "exit"
     token = current_gate.set(gate)
-    final: Any = None
     try:
-        stream = runnable.astream(
+        stream = view.open(
+            runnable,
             payload,
             config,
             context=context,
-            stream_mode=modes,
-            subgraphs=True,
             interrupt_before=options.get("interrupt_before"),
             interrupt_after=options.get("interrupt_after"),
             durability=options.get("durability"),
         )
         try:
-            async for namespace, mode, chunk in stream:
-                if not namespace and mode == "values":
-                    final = chunk
-                if mode in wanted and (subgraphs or not namespace):
-                    name = "|".join((mode, *namespace))
-                    data = _data(mode, chunk)
-                    if in_step and not namespace and mode in ("values", "updates"):
-                        await _on_trio(gate.hold_event)(name, data)  # type: ignore[union-attr]
-                    else:
-                        await ctx.emit(name, data)
-                if gate is not None and (written := _checkpoint_of(mode, chunk)) is not None:
-                    ns, checkpoint_id = written
-                    if not ns and in_step:
-                        await _on_trio(gate.commit)(checkpoint_id)
-                    else:
-                        await _on_trio(gate.release)(ns, checkpoint_id)
+            final = await _forward(stream, view, ctx, gate)
         finally:
             await stream.aclose()
         if gate is not None:
             await _on_trio(gate.release_all)()
             ctx.thread_state = await _thread_state(runnable, ctx.thread_id)
+            if final is None:  # nothing left to run (a resumed run that had finished)
+                return ctx.thread_state.values
     finally:
         current_gate.reset(token)
     return jsonable(final)
 
 
+async def _forward(
+    stream: Any, view: GraphStream, ctx: AsyncioRunContext, gate: CheckpointGate | None
+) -> Any:
+    """Log the run's events as the graph streams them, each checkpoint behind its events.
+
+    Returns the last root ``values`` chunk. Root ``values`` and ``updates``
+    wait in the gate for their step's checkpoint, unless the graph saves only
+    at exit (nothing to keep them in step with); every other event is logged
+    at once. A checkpoint is announced once, though ``debug`` repeats it.
+    """
+    in_step = gate is not None and ctx.options.get("durability") != "exit"
+    hold = _on_trio(gate.hold_event) if gate is not None and in_step else None
+    final: Any = None
+    announced: tuple[str, str] | None = None
+    async for namespace, mode, chunk in stream:
+        if not namespace and mode == "values":
+            final = chunk
+        for name, data in view.shape(namespace, mode, chunk):
+            if hold is not None and not namespace and mode in STATE_MODES:
+                await hold(name, data)
+            else:
+                await ctx.emit(name, data)
+        if gate is None or (written := _checkpoint_of(mode, chunk)) in (None, announced):
+            continue
+        announced = written
+        ns, checkpoint_id = written
+        if not ns and in_step:
+            await _on_trio(gate.commit)(checkpoint_id)
+        else:
+            await _on_trio(gate.release)(ns, checkpoint_id)
+    return final
+
+
 def _on_trio(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
-
-
-def _data(mode: str, chunk: Any) -> JSON:
-    if mode == "messages":
-        message, metadata = chunk
-        return [jsonable(message), jsonable(metadata)]
-    return jsonable(chunk)
 
 
 def _checkpoint_of(mode: str, chunk: Any) -> tuple[str, str] | None:
@@ -201,4 +201,4 @@ async def _thread_state(graph: Any, thread_id: str) -> ThreadState:
         for task in state.tasks
         if task.interrupts
     }
-    return ThreadState(values=jsonable(state.values), interrupts=interrupts)
+    return ThreadState(jsonable(state.values), interrupts, waiting=bool(state.next))

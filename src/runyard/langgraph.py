@@ -9,7 +9,9 @@ runyard events with the names LangGraph clients expect:
 | ``values`` | ``values`` | the state after each step |
 | ``updates`` | ``updates`` | ``{node: update}`` |
 | ``custom`` | ``custom`` | what the graph wrote with ``get_stream_writer()`` |
-| ``messages`` / ``messages-tuple`` | ``messages`` | ``[message chunk, metadata]`` |
+| ``messages-tuple`` | ``messages`` | ``[message chunk, metadata]`` |
+| ``messages`` | ``messages/metadata``, ``/partial``, ``/complete`` | as the reference |
+| ``events``, ``debug``, ``tasks``, ``checkpoints`` | the mode's name | graph_stream.py |
 
 Runs keep their state in runyard's own store (see :mod:`runyard.graph_run`):
 the last ``values`` chunk is the run's output, the saved state the thread's. A cancel

@@ -109,7 +109,7 @@ def final_state(
     events.append(Event.make(rid, run_log.take_seq(), "end", end))
     thread_status: ThreadStatus | None = None
     if thread_idle_after:
-        pending = thread_state is not None and bool(thread_state.interrupts)
+        pending = thread_state is not None and bool(thread_state.interrupts or thread_state.waiting)
         thread_status = thread_status_after(outcome.status, pending_interrupts=pending)
     return FinalState(
         run_id=rid,

@@ -38,7 +38,13 @@ def wanted_events(modes: list[str] | None) -> frozenset[str] | None:
 
 
 def _passes(event: Event, names: frozenset[str] | None) -> bool:
-    return names is None or event.event.split("/", 1)[0] in names
+    """Whether a stream filtered to ``names`` carries ``event``.
+
+    A subgraph's ``values|ns1|ns2`` passes as ``values`` (the reference server
+    drops them, langgraph issue #7778), and ``messages/partial`` as
+    ``messages``: either messages mode passes both shapes, as on the reference.
+    """
+    return names is None or event.event.partition("|")[0].partition("/")[0] in names
 
 
 def run_paths(run: Run, modes: list[str] | None = None) -> tuple[str, str]:

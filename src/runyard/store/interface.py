@@ -47,6 +47,7 @@ class ThreadState:
 
     values: JSON
     interrupts: dict[str, JSON]  # {task_id: [{"id", "value"}]}; empty: nothing pending
+    waiting: bool = False  # nodes are due (stopped at interrupt_before/after, say)
 
 
 @dataclasses.dataclass(slots=True)
