@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import sys
 from collections.abc import Sequence
 
 import trio
 
-from . import __version__, client_cli
+from . import __version__, client_cli, logs
 from .config import ConfigError, Settings, load
 from .errors import StoreUnusable
 
@@ -32,15 +31,25 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="allow a non-loopback --host without tokens (anyone can use it)",
     )
+    p.add_argument(
+        "--log-format", choices=logs.FORMATS, help=f"how log lines look (default {_D.log_format})"
+    )
+    p.add_argument(
+        "--log-level", choices=logs.LEVELS, help=f"the least level logged (default {_D.log_level})"
+    )
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runyard", description="Run long-running agent runs detached from their clients."
+        prog="runyard",
+        description="Run long-running agent runs detached from their clients.",
+        epilog=client_cli.EXIT_HELP,
     )
     parser.add_argument("--version", action="version", version=f"runyard {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="runyard COMMAND -h tells more"
+    )
     _serve_parser(sub)
     client_cli.add_commands(sub)
     return parser
@@ -63,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
         "demo_agents": False if args.no_demo_agents else None,
         "insecure": True if args.insecure else None,
         "langgraph_json": args.langgraph_json,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
     }
     try:
         settings = load(args.config, overrides=overrides)
@@ -74,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.check:
         print(f"runyard: configuration is valid ({len(settings.registry().names())} agents)")
         return 0
-    _configure_logging(settings)
+    logs.configure(settings.log_format, settings.log_level)
     try:
         trio.run(_run, settings)
     except StoreUnusable as exc:
@@ -111,30 +122,6 @@ def tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
-class _KeyValueFormatter(logging.Formatter):
-    """One line per event: time, level, event name, then key=value fields."""
-
-    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in self._STANDARD)
-        line = f"{self.formatTime(record)} {record.levelname.lower()} {record.getMessage()}"
-        if fields:
-            line += " " + fields
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def _configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_KeyValueFormatter())
-    root = logging.getLogger("runyard")
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
-    root.propagate = False
 
 
 if __name__ == "__main__":

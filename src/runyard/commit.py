@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ import trio
 from .errors import StoreError
 from .events import RunLog
 from .model import JSON, Event, Run, Thread, dumps
+from .stats import CommitStats
 from .store import Batch, CheckpointRow, FinalState, Store, WriteRow
 
 log = logging.getLogger("runyard.commit")
@@ -89,6 +91,7 @@ class CommitWriter:
         # Called with a run id whose events could not be stored (the run should fail).
         self.on_lost: Callable[[str], None] = lambda run_id: None
         self.transactions = 0
+        self.stats = CommitStats()
 
     # -- producers ------------------------------------------------------------
 
@@ -110,6 +113,11 @@ class CommitWriter:
     @property
     def full(self) -> bool:
         return self._pending >= MAX_PENDING
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet committed."""
+        return self._pending
 
     async def wait_for_room(self) -> None:
         while self.full:
@@ -254,14 +262,18 @@ class CommitWriter:
                 state.events = lost + state.events
                 batch.finals.append(state)
                 publish[op.log].extend(e for e in state.events if e.seq > op.log.published)
+        began = time.perf_counter()
         try:
             if any((batch.events, batch.created, batch.running, batch.finals, rows)):
                 await self.store.commit(batch)
         except StoreError as exc:
+            self.stats.failures += 1
             log.error("commit.failed", extra={"events": len(batch.events), "finals": len(finals)})
             self._fail(tried, rows, finals, exc)
         else:
             self.transactions += 1
+            events = len(batch.events) + sum(len(state.events) for state in batch.finals)
+            self.stats.committed(events, time.perf_counter() - began)
             for run_log, evs in publish.items():
                 run_log.publish(evs)
             for f in finals:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .agents import AgentRegistry, load_agent
 from .demo import DEMO_AGENTS
+from .logs import FORMATS, LEVELS
 
 DEFAULT_CONFIG_FILE = "runyard.toml"
 ENV_PREFIX = "RUNYARD_"
@@ -55,6 +56,7 @@ class Settings:
     # instead of ending interrupted (re-running a node may repeat its side effects).
     resume_graph_runs: bool = False
     log_level: str = "info"
+    log_format: str = "text"  # "text": time level event key=value; "json": one object a line
     # Security and limits (docs/security.md).
     tokens: dict[str, str] = dataclasses.field(default_factory=dict)  # owner -> bearer token
     tokens_file: str = ""  # lines "owner:token"; adds to `tokens`
@@ -140,7 +142,11 @@ def _is_loopback(host: str) -> bool:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Seconds that 0 would turn into a busy loop.
 _POSITIVE = frozenset({"purge_interval", "heartbeat"})
-_CHOICES = {"durability": ("events", "final"), "log_level": ("debug", "info", "warning", "error")}
+_CHOICES = {
+    "durability": ("events", "final"),
+    "log_level": LEVELS,
+    "log_format": FORMATS,
+}
 
 
 def _coerce(key: str, value: Any) -> Any:

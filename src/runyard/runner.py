@@ -43,6 +43,7 @@ from .outcome import (
     timed_out,
 )
 from .runtable import RunHandle, RunTable
+from .stats import RunStats
 from .store import ThreadState
 
 log = logging.getLogger("runyard.runner")
@@ -70,6 +71,7 @@ class Runner:
         # What graph runs get (saver, memory store); set by the supervisor when it has graphs.
         self.graph_host: Any = None
         writer.on_lost = self._events_lost
+        self.stats = RunStats()
 
     def admit(
         self,
@@ -90,6 +92,7 @@ class Runner:
         if next_seq == 0 or run.attempt > 1:  # a new log, or a new attempt in an old one
             self.writer.append_nowait(run_log, "metadata", metadata_of(run))
         self.table.admit(handle)
+        self.stats.admitted[agent_label(agent)] += 1
         self.coordinator.join_line(handle)
         nursery.start_soon(self._run_task, handle, name=f"run {run.run_id}")
         self.feed.announce(run)
@@ -205,6 +208,7 @@ class Runner:
             self.feed.announce(run)
             if state.delete:
                 self.forget(handle)
+            self.stats.finish(agent_label(handle.agent), str(run.status), ts - run.created_at)
             log.info(
                 "run.finished",
                 extra={
@@ -236,6 +240,11 @@ class Runner:
         if handle is not None and not handle.finished.is_set():
             handle.store_failed = True
             handle.scope.cancel()
+
+
+def agent_label(agent: Agent | None) -> str:
+    """A run's agent as the metrics name it (registered names only: a bounded set)."""
+    return "unregistered" if agent is None else agent.name
 
 
 class _Sink:

@@ -76,6 +76,16 @@ class RunTable:
         """Runs admitted whose final state is not persisted yet."""
         return self._live
 
+    @property
+    def open_streams(self) -> int:
+        """Client streams of runs open now (what ``max_subscribers_per_run`` bounds)."""
+        return sum(self._streams.values())
+
+    @property
+    def open_waits(self) -> int:
+        """``/wait`` and ``/join`` requests open now."""
+        return sum(self._waits.values())
+
     async def wait_idle(self) -> None:
         """Wait until no admitted run is left unreleased."""
         await self._idle.wait()

@@ -16,13 +16,15 @@ from ..errors import Unauthorized
 from .context import runyard
 
 # Reachable without a token even when tokens are configured: no data behind them.
-PUBLIC_PATHS = ("/ok", "/", "/favicon.ico")
+PUBLIC_PATHS = ("/ok", "/ready", "/", "/favicon.ico")
 # The dashboard's token, as a cookie: EventSource cannot send headers.
 TOKEN_COOKIE = "runyard_token"
 # What a browser may read off a response: the SDK follows these to the run.
-EXPOSED_HEADERS = "Content-Location, Location, Retry-After"
+EXPOSED_HEADERS = "Content-Location, Location, Retry-After, X-Request-ID"
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE"
-ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Api-Key, X-Auth-Scheme"
+ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Last-Event-ID, X-Api-Key, X-Auth-Scheme, X-Request-ID"
+)
 # Seconds a browser may cache a preflight's answer.
 PREFLIGHT_MAX_AGE = 600
 

@@ -16,7 +16,7 @@ from quart_trio import QuartTrio
 
 from ..config import Settings
 from ..supervisor import Supervisor
-from . import access, errors
+from . import access, errors, metrics
 from .assistants import assistants
 from .context import EXTENSION, Runyard, supervisor
 from .items import items
@@ -36,6 +36,7 @@ def create_app(supervisor: Supervisor, settings: Settings | None = None) -> Quar
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = Runyard(supervisor, cfg, cfg.bearer_tokens())
     errors.install(app)
+    metrics.install(app, supervisor)  # before access: a refused request has an id and a count
     access.install(app)
     app.before_request(_asyncio_loop)
     app.after_request(_close_when_draining)

@@ -1,12 +1,14 @@
-"""The service itself: liveness, version and capabilities, this API, the dashboard."""
+"""The service itself: liveness, readiness, version and capabilities, this API, the dashboard."""
 
 from __future__ import annotations
 
+import trio
 from quart import Blueprint, Response, current_app, jsonify
 
 from .. import __version__
+from ..errors import StoreError
 from . import openapi
-from .context import runyard
+from .context import runyard, supervisor
 from .openapi import Routes
 
 meta = Blueprint("meta", __name__)
@@ -15,11 +17,38 @@ route = Routes(meta)
 # What /info promises a client; LangGraph's SDK reads "flags".
 FLAGS = {"assistants": True, "crons": False, "langsmith": False}
 CAPABILITIES = ["threads", "runs", "stream", "wait", "join", "cancel", "resumable_streams"]
+# Seconds the store's probe read may take before /ready says the store is not usable
+# (a probe's own timeout is usually 1 s).
+READY_STORE_TIMEOUT = 1.0
 
 
 @route("/ok", "GET", summary="Liveness")
 async def ok() -> Response:
     return jsonify({"ok": True})
+
+
+@route("/ready", "GET", summary="Readiness: 503 while starting, draining or without a store")
+async def ready() -> Response:
+    """200 once recovery is done, while not draining and the store answers a read."""
+    sup = supervisor()
+    reason = None
+    if sup.draining:
+        reason = "draining"
+    elif not sup.accepting:
+        reason = "starting"  # recovery has not finished
+    else:
+        with trio.move_on_after(READY_STORE_TIMEOUT) as probe:
+            try:
+                await sup.last_seq("")  # an index lookup that finds nothing, in the store
+            except StoreError:
+                reason = "store"
+        if probe.cancelled_caught:
+            reason = "store"
+    if reason is None:
+        return jsonify({"ready": True})
+    response = jsonify({"ready": False, "reason": reason})
+    response.status_code = 503
+    return response
 
 
 @route("/info", "GET", summary="Version, capabilities and durability mode")

@@ -18,7 +18,9 @@ from quart import Response
 
 from ..events import Subscription
 from ..model import CancelReason, Event, Run, dumps
+from ..stats import HttpStats
 from ..supervisor import Supervisor
+from .metrics import http_stats
 from .render import run_json
 
 # An SSE comment: clients ignore it, proxies see a live connection.
@@ -62,6 +64,7 @@ async def frames(
     modes: list[str] | None,
     cancel_on_disconnect: bool,
     heartbeat: float,
+    counted: HttpStats | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The bytes of a run stream: batches of frames, heartbeats when idle.
 
@@ -71,17 +74,20 @@ async def frames(
     blocking.
     """
     names = wanted_events(modes)
+    stats = HttpStats() if counted is None else counted  # adds up the bytes written
     try:
         while True:
             with trio.move_on_after(heartbeat) as idle:
                 batch = await subscription.next()
             if idle.cancelled_caught:
+                stats.stream_bytes += len(HEARTBEAT)
                 yield HEARTBEAT
                 continue
             if batch is None:
                 return
             chunk = b"".join(e.frame for e in batch if _passes(e, names))
             if chunk:
+                stats.stream_bytes += len(chunk)
                 yield chunk
     finally:
         ended = subscription.done
@@ -106,6 +112,7 @@ def sse_response(
         modes=modes,
         cancel_on_disconnect=cancel_on_disconnect,
         heartbeat=heartbeat,
+        counted=http_stats(),
     )
     content_location, location = run_paths(run, modes)
     response = Response(

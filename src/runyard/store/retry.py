@@ -26,6 +26,7 @@ from typing import TypeVar
 import trio
 
 from ..errors import StoreError
+from ..stats import STORE
 
 log = logging.getLogger("runyard.store")
 
@@ -73,11 +74,18 @@ async def retry_busy(limiter: trio.CapacityLimiter, fn: Callable[[], T], *, acti
                 return await trio.to_thread.run_sync(fn)
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
+                STORE.errors[action] += 1
                 raise StoreError(f"database {action} failed: {exc}") from exc
             if trio.current_time() > give_up:
+                STORE.errors[action] += 1
                 raise StoreError(f"database stayed locked; {action} abandoned") from exc
         except sqlite3.DatabaseError as exc:
+            STORE.errors[action] += 1
             raise StoreError(f"database {action} failed: {exc}") from exc
+        except StoreError:
+            STORE.errors[action] += 1  # the store is closed
+            raise
+        STORE.retries[action] += 1
         delay = next(waits)
         log.info("store.busy", extra={"action": action, "retry_in": delay})
         await trio.sleep(delay)
