@@ -26,11 +26,9 @@ from runyard.client_cli import (
     EXIT_HTTP,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    _frames,
-    _Progress,
-    fit,
     run_command,
 )
+from runyard.client_stream import Progress, fit, frames
 from runyard.config import Settings
 from runyard.server import Server, serve
 
@@ -288,7 +286,7 @@ def test_frames_follow_the_sse_parsing_rules() -> None:
         "id: 3\nevent: nothing\n\n"  # no data: not an event, but the id is set
         "event: end\ndata: null\n\n"
     )
-    assert list(_frames(iter(text.split("\n")))) == [
+    assert list(frames(iter(text.split("\n")))) == [
         (7, "custom", {"a": 1}),
         (7, "values", "not json"),
         ("1712345678901-0", "message", 2),
@@ -307,7 +305,7 @@ class _Terminal(io.StringIO):
 def test_the_progress_line_fits_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((40, 24)))
     screen = _Terminal()
-    progress = _Progress(screen, enabled=True, run_id="0123456789abcdef")
+    progress = Progress(screen, enabled=True, run_id="0123456789abcdef")
     progress.event(1, "custom", {"token": "x" * 200})
     progress.event("1712345678901-0", "messages", {"text": "界" * 100, "bell": "\x07\n"})
     progress.done()
