@@ -3,9 +3,11 @@ the official langgraph-sdk client against a real ``runyard serve`` on 127.0.0.1.
 
     nox -s bench                       # runyard, and the bare-SSE ceiling
     nox -s bench -- --peer langgraph   # also langgraph dev, side by side
+    nox -s bench -- --graphs --peer langgraph --peer aegra   # the graph part alone
+    nox -s bench -- --graphs --profile # and py-spy flame graphs of runyard
     python bench/bench.py --quick      # a smoke run with small sizes
 
-Results: a JSON file under bench-results/ and the table in docs/benchmarks.md.
+Results: a JSON file under bench-results/ and the tables in docs/benchmarks.md.
 Every figure is the median of --repeat runs (3 by default).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aegra
+import flames
+import graph_workloads as gw
 import httpx
 from langgraph_sdk import get_client
 
@@ -36,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+GRAPHS_BEGIN, GRAPHS_END = "<!-- bench-graphs:begin -->", "<!-- bench-graphs:end -->"
 
 
 def free_port() -> int:
@@ -55,6 +62,7 @@ class Target:
     cwd: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     db: str = ""
+    ready: str = "/ok"  # answers 200 once the server serves
 
     @property
     def url(self) -> str:
@@ -73,7 +81,7 @@ class Target:
         async with httpx.AsyncClient() as c:
             while time.monotonic() < deadline:
                 try:
-                    if (await c.get(f"{self.url}/ok")).status_code == 200:
+                    if (await c.get(f"{self.url}{self.ready}")).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -100,10 +108,12 @@ class Target:
         return float("nan")
 
 
-def runyard(durability: str = "events") -> Target:
+def runyard(durability: str = "events", langgraph_json: Path | None = None) -> Target:
     port = free_port()
     db = tempfile.mkdtemp(prefix="runyard-bench-") + "/bench.sqlite3"
     cmd = [sys.executable, "-m", "runyard.cli", "serve", "--port", str(port), "--db", db]
+    if langgraph_json is not None:
+        cmd += ["--langgraph-json", str(langgraph_json)]
     env = {
         "RUNYARD_DURABILITY": durability,
         "RUNYARD_LOG_LEVEL": "warning",
@@ -121,10 +131,12 @@ def ceiling() -> Target:
     )
 
 
-def langgraph_peer() -> Target:
+PEER = Path(__file__).with_name("peer")  # the demo agents as graphs, for langgraph dev
+
+
+def langgraph_peer(project: Path = PEER) -> Target:
     port = free_port()
-    project = Path(__file__).with_name("peer")
-    cmd = ["langgraph", "dev", "--no-browser", "--no-reload", "--n-jobs-per-worker", "200",
+    cmd = [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser", "--no-reload", "--n-jobs-per-worker", "200",
            "--host", "127.0.0.1", "--port", str(port), "--config", str(project / "langgraph.json")]  # fmt: skip
     env = {
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -403,27 +415,24 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def main(argv: list[str]) -> None:
-    raise_file_limit()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--peer", choices=["langgraph"], help="also run the peer server")
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args(argv)
+def stop_if_running(target: Target) -> None:
+    if target.proc is not None and target.proc.poll() is None:
+        target.stop()
+
+
+async def with_target(target: Target, body: Callable[[Target], Awaitable[Any]]) -> Any:
+    await target.start()
+    try:
+        return await body(target)
+    finally:
+        stop_if_running(target)
+
+
+async def agent_workloads(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Workloads 1 to 8, the ceiling and the langgraph peer, with runyard's demo agents."""
     sizes = QUICK if args.quick else Sizes()
     repeat = 1 if args.quick else args.repeat
-    RESULTS.mkdir(exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "sizes": sizes.__dict__, "repeat": repeat}
-
-    async def with_target(target: Target, body: Callable[[Target], Awaitable[Any]]) -> Any:
-        await target.start()
-        try:
-            return await body(target)
-        finally:
-            if target.proc is not None and target.proc.poll() is None:
-                target.stop()
-
+    results["sizes"] = sizes.__dict__
     results["runyard"] = await with_target(runyard(), lambda t: measure(t, sizes, repeat, True))
     results["runyard"]["w6"] = await with_target(
         runyard(), lambda t: w6_memory(t, sizes.w6_idle, sizes.w6_runs)
@@ -452,31 +461,138 @@ async def main(argv: list[str]) -> None:
 
     results["ceiling"] = await with_target(ceiling(), at_ceiling)
     print(f"  ceiling: {results['ceiling']}", flush=True)
-    if args.peer == "langgraph":
+    if "langgraph" in args.peer:
         results["langgraph"] = await with_target(
             langgraph_peer(), lambda t: measure(t, sizes, repeat, False)
         )
+
+
+async def graph_workloads(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """G1 to G3: the graphs of bench/graphs served by runyard and the peers, all up at
+    once and measured in turn within each round, so that the machine's noise falls on
+    all of them alike."""
+    sizes = gw.GRAPH_QUICK if args.quick else gw.GraphSizes()
+    repeat = 1 if args.quick else args.repeat
+    results["graph_sizes"] = sizes.__dict__
+    began = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        targets = {"runyard": runyard(langgraph_json=gw.CONFIG)}
+        database_pid: int | None = None  # aegra's PostgreSQL: its CPU counts as aegra's
+        if "langgraph" in args.peer:
+            targets["langgraph dev"] = langgraph_peer(gw.GRAPHS)
+        if "aegra" in args.peer:
+            results["aegra_version"] = aegra.install()
+            socket_folder = stack.enter_context(aegra.postgres())
+            database_pid = aegra.postmaster_pid(socket_folder)
+            port = free_port()
+            cmd, env = aegra.command(port, socket_folder, gw.CONFIG)
+            targets["aegra"] = Target("aegra", cmd, port, env, cwd=str(gw.GRAPHS), ready="/health")
+        for target in targets.values():
+            stack.callback(stop_if_running, target)
+            await target.start()
+
+        def cpu_of(target: Target) -> Callable[[], float]:
+            pids = [None if target.proc is None else target.proc.pid]
+            if target.name == "aegra":
+                pids.append(database_pid)
+            return lambda: sum(cpu_seconds(pid) for pid in pids)
+
+        servers = {name: gw.Server(t.url, cpu_of(t)) for name, t in targets.items()}
+        results["graphs"] = await gw.measure_graphs(servers, sizes, repeat)
+        results["graphs_wall_s"] = time.monotonic() - began
+        if args.profile:
+            results["profiles"] = await profile_runyard(targets["runyard"], sizes)
+
+
+async def profile_runyard(target: Target, sizes: gw.GraphSizes) -> dict[str, str]:
+    """py-spy flame graphs of runyard serving G3a (custom events), G1 (the loop), G2
+    (chat turns) and, to compare, its native emitter agent."""
+    assert target.proc is not None
+    pid, url = target.proc.pid, target.url
+
+    async def stream() -> None:
+        for _ in range(5):
+            await gw.stream_events(url, "stream", sizes.custom_events)
+
+    async def loop() -> None:
+        await gw.loop_remote(url, sizes.loop_steps, 4 * sizes.loop_runs)
+
+    async def chat() -> None:
+        await gw.chat_turns(url, sizes.chat_turns)
+
+    async def native() -> None:
+        for _ in range(5):
+            await gw.stream_events(url, "emitter", sizes.custom_events)
+
+    out = {}
+    workloads = {"graph-stream": stream, "graph-loop": loop, "graph-chat": chat, "native-emitter": native}  # fmt: skip
+    for name, workload in workloads.items():
+        paths = await flames.record(pid, name, RESULTS, workload)
+        print(f"  profile {name}: {paths['flamegraph']}, {paths['summary']}", flush=True)
+        out[name] = str(paths["summary"])
+    return out
+
+
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
+async def main(argv: list[str]) -> None:
+    raise_file_limit()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--peer", choices=["langgraph", "aegra"], action="append", default=[],
+        help="also run this peer server (repeatable); aegra runs in the graph part only",
+    )  # fmt: skip
+    parser.add_argument("--graphs", action="store_true", help="only the graph workloads (G1-G3)")
+    parser.add_argument("--profile", action="store_true", help="py-spy runyard's graph path")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    repeat = 1 if args.quick else args.repeat
+    results: dict[str, Any] = {"machine": machine(), "repeat": repeat}
+    if not args.graphs:
+        await agent_workloads(args, results)
+    await graph_workloads(args, results)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"bench-{stamp}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"results: {path}")
-    table = render(results, " ".join(["nox -s bench --", *argv]).replace("-- ", "", not argv))
-    print(table)
+    command = " ".join(["nox -s bench --", *argv]).replace("-- ", "", not argv)
+    text = DOC.read_text()
+    if not args.graphs:
+        table = render(results, command)
+        print(table)
+        text = replace_between(text, BEGIN, END, table)
+    graphs = gw.render(results, command)
+    print(graphs)
+    text = replace_between(text, GRAPHS_BEGIN, GRAPHS_END, graphs)
     if not args.no_doc and not args.quick:
-        text = DOC.read_text()
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        DOC.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+        DOC.write_text(text)
+
+
+VERSIONS = ("trio", "hypercorn", "quart-trio", "langgraph-sdk", "langgraph", "langgraph-api")
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
     return {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {p: version(p) for p in ("trio", "hypercorn", "quart-trio", "langgraph-sdk")},
+        "versions": {p: _version(p) for p in VERSIONS},
         "date": time.strftime("%Y-%m-%d"),
     }
 
