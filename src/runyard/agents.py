@@ -9,6 +9,7 @@ blocks run before the run's cleanup.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import os
@@ -31,6 +32,11 @@ class _Sink(Protocol):
     """What a context needs from the supervisor: a way to log an event."""
 
     async def emit(self, event: str, data: JSON) -> None: ...
+
+    def append_nowait(self, event: str, data: JSON) -> bool:
+        """Log an event now; True when the writer is full and the caller should wait."""
+
+    async def wait_for_room(self) -> None: ...
 
 
 class RunContext:
@@ -82,15 +88,7 @@ class RunContext:
 
         The event name defaults to ``custom``.
         """
-        if data is _UNSET:
-            event, data = "custom", event_or_data
-        else:
-            event = event_or_data
-        if not isinstance(event, str) or not event or event in RESERVED_EVENTS:
-            raise ValueError(f"agents cannot emit events named {event!r}")
-        if any(c in event for c in "\r\n\0"):
-            raise ValueError("an event name cannot contain CR, LF or NUL")
-        await self._sink.emit(event, data)
+        await self._sink.emit(*_named(event_or_data, data))
 
     def set_result(self, output: JSON) -> None:
         """Fix the run's output now; the run stays ``success`` even if cancelled later."""
@@ -99,11 +97,31 @@ class RunContext:
 
 
 class AsyncioRunContext(RunContext):
-    """The context an asyncio agent gets: ``emit`` is an asyncio coroutine."""
+    """The context an asyncio agent gets: ``emit`` is an asyncio coroutine.
+
+    It logs the event at once, on the asyncio side (both sides run on one
+    thread, in one trio run), and crosses to trio only to wait while the
+    writer is full: a crossing per event cost more than the event itself.
+    """
 
     async def emit(self, event_or_data: JSON, data: JSON = _UNSET, /) -> None:
-        emit = super().emit
-        await trio_asyncio.trio_as_aio(emit)(event_or_data, data)
+        if self._sink.append_nowait(*_named(event_or_data, data)):
+            await trio_asyncio.trio_as_aio(self._sink.wait_for_room)()
+        else:
+            await asyncio.sleep(0)  # every emit is a point where a cancel may land
+
+
+def _named(event_or_data: JSON, data: JSON) -> tuple[str, JSON]:
+    """``(event, data)`` of ``emit(data)`` or ``emit(event, data)``, the name checked."""
+    if data is _UNSET:
+        event, data = "custom", event_or_data
+    else:
+        event = event_or_data
+    if not isinstance(event, str) or not event or event in RESERVED_EVENTS:
+        raise ValueError(f"agents cannot emit events named {event!r}")
+    if any(c in event for c in "\r\n\0"):
+        raise ValueError("an event name cannot contain CR, LF or NUL")
+    return event, data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

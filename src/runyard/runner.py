@@ -263,8 +263,11 @@ class _Sink:
         if self._writer.full:
             await self._writer.wait_for_room()
 
-    def append_nowait(self, event: str, data: JSON) -> None:
-        """Log an event now, within the limits (a graph's state event, queued in step)."""
+    async def wait_for_room(self) -> None:
+        await self._writer.wait_for_room()
+
+    def append_nowait(self, event: str, data: JSON) -> bool:
+        """Log an event now, within the limits; True when the writer is full."""
         text = dumps(data)
         limit = self._settings.max_event_bytes
         if len(text) > limit:
@@ -276,3 +279,4 @@ class _Sink:
         self._writer.append_text_nowait(self._handle.log, event, text)
         if event == "values":
             self._handle.last_values = text
+        return self._writer.full
