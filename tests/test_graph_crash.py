@@ -37,6 +37,19 @@ def _spawn(started: list[ServerProcess], db: str, port: int, logs: Path, **env: 
     return server
 
 
+async def _counting(server: ServerProcess, body: dict[str, Any], *, until: int) -> tuple[str, str]:
+    """Start a counter run on a new thread; return (thread, run) once it has counted ``until``."""
+    await server.wait_ready()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        thread = (await c.post("/threads", json={})).json()["thread_id"]
+        run = (await c.post(f"/threads/{thread}/runs", json=body)).json()["run_id"]
+        async with c.stream("GET", f"/threads/{thread}/runs/{run}/stream") as s:
+            async for line in s.aiter_lines():
+                if line.startswith("data: ") and f'"count":{until}' in line.replace(" ", ""):
+                    break
+    return thread, run
+
+
 async def _crash_mid_run(
     processes: list[ServerProcess], tmp_path: Path, body: dict[str, Any], **env: str
 ) -> tuple[str, ServerProcess, str, str]:
@@ -44,14 +57,7 @@ async def _crash_mid_run(
     db = str(tmp_path / "runyard.sqlite3")
     port = free_port()
     first = _spawn(processes, db, port, tmp_path, **env)
-    await first.wait_ready()
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as c:
-        thread = (await c.post("/threads", json={})).json()["thread_id"]
-        run = (await c.post(f"/threads/{thread}/runs", json=body)).json()["run_id"]
-        async with c.stream("GET", f"/threads/{thread}/runs/{run}/stream") as s:
-            async for line in s.aiter_lines():
-                if line.startswith("data: ") and '"count":10' in line.replace(" ", ""):
-                    break
+    thread, run = await _counting(first, body, until=10)
     first.signal(signal.SIGKILL)
     assert await first.wait_exit() == -signal.SIGKILL
     second = _spawn(processes, db, port, tmp_path, **env)
@@ -140,14 +146,7 @@ async def test_a_resumable_run_caught_by_shutdown_resumes_at_the_next_start(
     port = free_port()
     env = {"RUNYARD_RESUME_GRAPH_RUNS": "true", "RUNYARD_GRACE": "0.2"}
     first = _spawn(processes, db, port, tmp_path, **env)
-    await first.wait_ready()
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as c:
-        thread = (await c.post("/threads", json={})).json()["thread_id"]
-        run = (await c.post(f"/threads/{thread}/runs", json=BODY)).json()["run_id"]
-        async with c.stream("GET", f"/threads/{thread}/runs/{run}/stream") as s:
-            async for line in s.aiter_lines():
-                if line.startswith("data: ") and '"count":5' in line.replace(" ", ""):
-                    break
+    thread, run = await _counting(first, BODY, until=5)
     first.signal(signal.SIGTERM)
     assert await first.wait_exit() == 0
     conn = sqlite3.connect(db)
