@@ -58,7 +58,7 @@ T = TypeVar("T")
 _EMPTY = "empty"  # the type tag of a channel that has no value at that version
 
 
-def _on_trio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def on_trio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """``fn``, a trio coroutine function, made awaitable from the asyncio side."""
     return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
 
@@ -227,7 +227,7 @@ class RunyardSaver(BaseCheckpointSaver[str]):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         where = _Where.of(config)
-        row = await _on_trio(self._store.get_checkpoint)(
+        row = await on_trio(self._store.get_checkpoint)(
             where.thread_id, where.checkpoint_ns, where.checkpoint_id
         )
         return None if row is None else await self._tuple(row)
@@ -242,7 +242,7 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         conf = config["configurable"] if config else {}
         thread_id = conf.get("thread_id")
-        rows = await _on_trio(self._list)(
+        rows = await on_trio(self._list)(
             None if thread_id is None else str(thread_id),
             conf.get("checkpoint_ns"),
             conf.get("checkpoint_id"),
@@ -276,7 +276,7 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     async def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
         checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
         versions = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
-        blobs, writes = await _on_trio(self._blobs_and_writes)(row, versions)
+        blobs, writes = await on_trio(self._blobs_and_writes)(row, versions)
         checkpoint["channel_values"] = {
             b.channel: self.serde.loads_typed((b.type, b.blob))
             for b in blobs
@@ -330,9 +330,9 @@ class RunyardSaver(BaseCheckpointSaver[str]):
         )
         gate = current_gate.get()
         if gate is not None and gate.thread_id == where.thread_id:
-            await _on_trio(gate.hold)(row)
+            await on_trio(gate.hold)(row)
         else:
-            await _on_trio(self._save)([row], [])
+            await on_trio(self._save)([row], [])
         return where.config(checkpoint["id"])
 
     def _blob(self, where: _Where, channel: str, version: Any, values: dict[str, Any]) -> BlobRow:
@@ -371,9 +371,9 @@ class RunyardSaver(BaseCheckpointSaver[str]):
             )
         gate = current_gate.get()
         if gate is not None and gate.thread_id == where.thread_id:
-            await _on_trio(gate.hold_writes)(rows)
+            await on_trio(gate.hold_writes)(rows)
         else:
-            await _on_trio(self._save)([], rows)
+            await on_trio(self._save)([], rows)
 
     async def _save(self, rows: list[CheckpointRow], writes: list[WriteRow]) -> None:
         await self._writer.save_nowait(rows, writes).wait()
@@ -381,16 +381,16 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     # -- threads --------------------------------------------------------------------
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await _on_trio(self._delete)(thread_id, None)
+        await on_trio(self._delete)(thread_id, None)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await _on_trio(self._delete)(None, list(run_ids))
+        await on_trio(self._delete)(None, list(run_ids))
 
     async def _delete(self, thread_id: str | None, run_ids: list[str] | None) -> None:
         await self._store.delete_checkpoints(thread_id=thread_id, run_ids=run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await _on_trio(self._store.copy_checkpoints)(source_thread_id, target_thread_id)
+        await on_trio(self._store.copy_checkpoints)(source_thread_id, target_thread_id)
 
 
 def _run_id(config: RunnableConfig, metadata: dict[str, Any]) -> str | None:

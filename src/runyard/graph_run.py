@@ -21,14 +21,13 @@ keeps the last checkpoint whose events were logged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import trio_asyncio
 from langgraph.types import Command, Send
 
 from .agents import AsyncioRunContext
-from .checkpointer import CheckpointGate, RunyardSaver, current_gate
+from .checkpointer import CheckpointGate, RunyardSaver, current_gate, on_trio
 from .commit import CommitWriter
 from .graph_stream import GraphStream
 from .graph_values import jsonable
@@ -134,7 +133,7 @@ async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: AsyncioRunConte
         finally:
             await stream.aclose()
         if gate is not None:
-            await _on_trio(gate.release_all)()
+            await on_trio(gate.release_all)()
             ctx.thread_state = await _thread_state(runnable, ctx.thread_id)
             if final is None:  # nothing left to run (a resumed run that had finished)
                 return ctx.thread_state.values
@@ -154,7 +153,7 @@ async def _forward(
     at once. A checkpoint is announced once, though ``debug`` repeats it.
     """
     in_step = gate is not None and ctx.options.get("durability") != "exit"
-    hold = _on_trio(gate.hold_event) if gate is not None and in_step else None
+    hold = on_trio(gate.hold_event) if gate is not None and in_step else None
     final: Any = None
     announced: tuple[str, str] | None = None
     async for namespace, mode, chunk in stream:
@@ -170,14 +169,10 @@ async def _forward(
         announced = written
         ns, checkpoint_id = written
         if not ns and in_step:
-            await _on_trio(gate.commit)(checkpoint_id)
+            await on_trio(gate.commit)(checkpoint_id)
         else:
-            await _on_trio(gate.release)(ns, checkpoint_id)
+            await on_trio(gate.release)(ns, checkpoint_id)
     return final
-
-
-def _on_trio(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
 
 
 def _checkpoint_of(mode: str, chunk: Any) -> tuple[str, str] | None:

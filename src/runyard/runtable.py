@@ -124,11 +124,15 @@ class RunTable:
         del self._handles[handle.run_id]
         return True
 
+    def check_wait_room(self, owner: str) -> None:
+        """Raise :class:`TooManyRequests` if ``owner`` may not open another wait now."""
+        if self._waits[owner] >= self._settings.max_waits_per_owner:
+            raise TooManyRequests("too many open waits; retry later")
+
     @contextlib.contextmanager
     def waiting(self, owner: str) -> Iterator[None]:
         """Count an open /wait or /join of ``owner``; raise if there are too many."""
-        if self._waits[owner] >= self._settings.max_waits_per_owner:
-            raise TooManyRequests("too many open waits; retry later")
+        self.check_wait_room(owner)
         self._waits[owner] += 1
         try:
             yield

@@ -293,8 +293,7 @@ class Supervisor:
 
     def check_wait_room(self, owner: str) -> None:
         """Raise :class:`TooManyRequests` if ``owner`` may not open another wait now."""
-        with self.table.waiting(owner):
-            pass
+        self.table.check_wait_room(owner)
 
     async def delete_run(
         self, run_id: str, *, thread_id: str | None = None, owner: str = ""
