@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import trio
-import trio_asyncio
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 
 from runyard.checkpointer import RunyardSaver
 from runyard.commit import CommitWriter
+from runyard.graph_loop import GraphLoop
 from runyard.store import SQLiteStore
 
 
@@ -18,13 +18,14 @@ async def test_the_saver_passes_every_langgraph_conformance_suite(
 ) -> None:
     writer = CommitWriter(store)
     await nursery.start(writer.serve)
+    loop = GraphLoop()
+    await nursery.start(loop.serve)
 
     @checkpointer_test(name="RunyardSaver")
     async def saver() -> AsyncIterator[RunyardSaver]:
-        yield RunyardSaver(store, writer)
+        yield RunyardSaver(store, writer, loop)
 
-    async with trio_asyncio.open_loop():
-        report = await trio_asyncio.aio_as_trio(validate)(saver)
+    report = await loop.run(validate, saver)
     report.print_report()
     failures = {name: result.failures for name, result in report.results.items()}
     assert {name: f for name, f in failures.items() if f} == {}

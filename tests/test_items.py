@@ -244,11 +244,13 @@ async def test_bad_input_is_refused_with_a_4xx_naming_the_problem(
     assert response.json()["detail"]
 
 
-async def test_a_compiled_graph_remembers_through_runyard_memory(store: SQLiteStore) -> None:
-    import trio_asyncio
+async def test_a_compiled_graph_remembers_through_runyard_memory(
+    store: SQLiteStore, nursery: trio.Nursery
+) -> None:
     from langgraph.graph import END, START, StateGraph
     from langgraph.store.base import BaseStore
 
+    from runyard.graph_loop import GraphLoop
     from runyard.memory import RunyardMemory
 
     class State(TypedDict):
@@ -275,11 +277,12 @@ async def test_a_compiled_graph_remembers_through_runyard_memory(store: SQLiteSt
     builder.add_edge(START, "remember")
     builder.add_edge("remember", "note")
     builder.add_edge("note", END)
-    memory = RunyardMemory(store, "alice")
+    loop = GraphLoop()
+    await nursery.start(loop.serve)
+    memory = RunyardMemory(store, loop, "alice")
     graph = builder.compile().copy(update={"store": memory})
 
-    async with trio_asyncio.open_loop():
-        result = await trio_asyncio.aio_as_trio(graph.ainvoke)({"text": "hi", "seen": []})
+    result = await loop.run(graph.ainvoke, {"text": "hi", "seen": []})
 
     assert result["seen"] == ["a", "hi", "('memories', 'u1')"]
     rows = await store.search_items("alice", ("memories", "u1"))

@@ -66,7 +66,7 @@ class Resolved:
 
 def system_assistant(agent: Agent) -> Assistant:
     """A registered agent as an assistant."""
-    runtime = "asyncio" if agent.asyncio else "trio"
+    runtime = "asyncio" if agent.asyncio or agent.graph is not None else "trio"
     return Assistant(
         assistant_id=agent.name,
         graph_id=agent.name,

@@ -1,10 +1,11 @@
 """LangGraph's checkpoint saver, durable in runyard's own store.
 
 :class:`RunyardSaver` is a ``BaseCheckpointSaver``. Graphs call it on the
-asyncio side of the server's trio-asyncio loop; every call crosses to trio
-(``trio_as_aio``), where reads go to the :class:`~runyard.store.Store` and
-writes go through the group-commit writer, so a checkpoint commits in the
-same transaction as the run's events queued before it, or a later one.
+graph loop (:mod:`runyard.graph_loop`, a plain asyncio loop in a thread of
+its own); reads cross to trio, where the :class:`~runyard.store.Store`
+answers, and writes go through the group-commit writer, so a checkpoint
+commits in the same transaction as the run's events queued before it, or a
+later one.
 
 Inside a run the order needs one more step. LangGraph saves a step's
 checkpoint in the background while the step's stream output (``values``,
@@ -18,21 +19,25 @@ never committed without its events, and an event a client has seen is never
 ahead of the checkpoint that holds its state. Outside a run (a state update
 through the API) a checkpoint is committed before ``aput`` returns.
 
+The gate is also the run's one way out to trio: its events and checkpoints
+are posted there in order (:meth:`GraphLoop.post`), so a step costs the
+graph no crossing of its own unless it must wait (a full writer, a
+checkpoint that has not been handed over).
+
 Cancellation: a cancelled call leaves what was queued queued; the writer
 commits it or fails it as a unit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
-import trio
-import trio_asyncio
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -46,77 +51,104 @@ from langgraph.checkpoint.base import (
 )
 
 from .commit import CommitWriter
+from .errors import StoreError
+from .graph_loop import GraphLoop
 from .graph_values import jsonable
-from .model import now
+from .model import JSON, now
 from .store import BlobRow, CheckpointRow, Store, WriteRow
 
 log = logging.getLogger("runyard.checkpointer")
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 _EMPTY = "empty"  # the type tag of a channel that has no value at that version
-
-
-def on_trio(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """``fn``, a trio coroutine function, made awaitable from the asyncio side."""
-    return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
-
 
 # How long a run waits for LangGraph to hand over a checkpoint it announced.
 HANDOVER_WAIT = 5.0
 
+_Key = tuple[str, str]  # (checkpoint_ns, checkpoint_id)
+
+
+class RunSink(Protocol):
+    """Where a run's events go (the runner's sink): encoded on any side, logged on trio."""
+
+    def encode(self, event: str, data: JSON) -> str:
+        """The event's JSON text, checked against the limits (raises LimitExceeded)."""
+
+    def append_text(self, event: str, text: str) -> None:
+        """Log an encoded event now (on trio)."""
+
+    @property
+    def full(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
+
 
 class CheckpointGate:
-    """A run's checkpoints and state events, committed together, behind what came before.
+    """A graph run's events and checkpoints, committed together, behind what came before.
 
-    The saver calls :meth:`hold` (and :meth:`hold_writes`); the run's adapter
-    calls :meth:`hold_event` for the graph's state events (root ``values``
-    and ``updates``), :meth:`commit` when the graph streams the ``checkpoints``
-    chunk of a root checkpoint, :meth:`release` for a subgraph's, and
-    :meth:`release_all` at the end. :meth:`commit` logs the held state events
-    and queues the checkpoint right behind them, in one step, as a unit the
-    writer never splits: a checkpoint commits with the events of its step,
-    after every event before them. All of it runs on trio.
+    Everything here but the ``_on_trio`` methods runs on the graph loop. The
+    saver calls :meth:`hold` (and :meth:`hold_writes`); the run's adapter
+    calls :meth:`log` for events, :meth:`hold_event` for the graph's state
+    events (root ``values`` and ``updates``), :meth:`commit` when the graph
+    streams the ``checkpoints`` chunk of a root checkpoint, :meth:`release`
+    for a subgraph's, and :meth:`release_all` at the end. :meth:`commit`
+    posts the held state events and the checkpoint right behind them as one
+    unit the writer never splits: a checkpoint commits with the events of its
+    step, after every event before them.
     """
 
     def __init__(
-        self,
-        thread_id: str,
-        writer: CommitWriter,
-        append: Callable[[str, Any], None],
-        store: Store,
+        self, thread_id: str, loop: GraphLoop, sink: RunSink, writer: CommitWriter, store: Store
     ) -> None:
         self.thread_id = thread_id
+        self._loop = loop
+        self._sink = sink
         self._writer = writer
-        self._append = append  # logs one event of the run now
         self._store = store
-        self._held: dict[tuple[str, str], CheckpointRow] = {}
-        self._arrived: dict[tuple[str, str], trio.Event] = {}
-        self._writes: dict[tuple[str, str], list[WriteRow]] = {}
-        self._events: list[tuple[str, Any]] = []
-        self._released: set[tuple[str, str]] = set()
-        self._last: Any = None  # the writer's op of the last checkpoint queued
+        self._held: dict[_Key, CheckpointRow] = {}
+        self._arrived: dict[_Key, asyncio.Event] = {}
+        self._writes: dict[_Key, list[WriteRow]] = {}
+        self._events: list[tuple[str, str]] = []  # held state events, encoded
+        self._released: set[_Key] = set()
+        # Set on trio: the writer's op of the last checkpoint queued; a failure to queue.
+        self._last: Any = None
+        self._error: StoreError | None = None
 
-    async def hold(self, row: CheckpointRow) -> None:
+    # -- events -----------------------------------------------------------------------
+
+    def log(self, name: str, data: JSON) -> None:
+        """Log an event of the run, behind everything posted before it."""
+        self._loop.post(self._sink.append_text, name, self._sink.encode(name, data))
+
+    async def pace(self) -> None:
+        """A point where a cancel may land; waits while the writer is full."""
+        if self._error is not None:
+            raise self._error
+        if self._sink.full:
+            await self._loop.to_trio(self._sink.wait_for_room)
+        else:
+            await asyncio.sleep(0)
+
+    def hold_event(self, name: str, data: JSON) -> None:
+        """A state event, logged with the next root checkpoint."""
+        self._events.append((name, self._sink.encode(name, data)))
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def hold(self, row: CheckpointRow) -> None:
         key = (row.checkpoint_ns, row.checkpoint_id)
         if key in self._released:
             self._queue([row], self._writes.pop(key, []))
             return
         self._held[key] = row
-        self._arrived.setdefault(key, trio.Event()).set()
+        self._arrived.setdefault(key, asyncio.Event()).set()
 
-    async def hold_writes(self, rows: list[WriteRow]) -> None:
+    def hold_writes(self, rows: list[WriteRow]) -> None:
         """Writes on a held checkpoint wait for it; on any other they go at once."""
         key = (rows[0].checkpoint_ns, rows[0].checkpoint_id)
         if key in self._held:
             self._writes.setdefault(key, []).extend(rows)
         else:
             self._queue([], rows)
-
-    async def hold_event(self, name: str, data: Any) -> None:
-        """A state event, logged with the next root checkpoint."""
-        self._events.append((name, data))
 
     async def commit(self, checkpoint_id: str) -> None:
         """The root checkpoint ``checkpoint_id`` was announced: log it with its events.
@@ -129,17 +161,20 @@ class CheckpointGate:
         ahead of its events.
         """
         key = ("", checkpoint_id)
-        arrived = self._arrived.setdefault(key, trio.Event())
+        arrived = self._arrived.setdefault(key, asyncio.Event())
         if key not in self._released and not arrived.is_set():
-            saved = await self._store.get_checkpoint(self.thread_id, "", checkpoint_id)
+            saved = await self._loop.to_trio(
+                self._store.get_checkpoint, self.thread_id, "", checkpoint_id
+            )
             if saved is None:
-                with trio.move_on_after(HANDOVER_WAIT) as late:
-                    await arrived.wait()
-                if late.cancelled_caught:
+                try:
+                    async with asyncio.timeout(HANDOVER_WAIT):
+                        await arrived.wait()
+                except TimeoutError:
                     log.warning("checkpoint.late", extra={"checkpoint_id": checkpoint_id})
         self._flush(key)
 
-    async def release(self, checkpoint_ns: str, checkpoint_id: str) -> None:
+    def release(self, checkpoint_ns: str, checkpoint_id: str) -> None:
         """A subgraph's checkpoint was announced: queue it now, or when it is handed over."""
         key = (checkpoint_ns, checkpoint_id)
         self._released.add(key)
@@ -151,26 +186,48 @@ class CheckpointGate:
         """Log the state events left and queue every checkpoint held; wait for the commit."""
         self._flush(None)
         for key in list(self._held):
-            await self.release(*key)
-        if self._last is not None:
-            await self._last.wait()
+            self.release(*key)
+        await self._loop.to_trio(self._committed_on_trio)
 
-    def _flush(self, key: tuple[str, str] | None) -> None:
-        """Log the held state events, then queue checkpoint ``key`` as one unit with them."""
+    def _flush(self, key: _Key | None) -> None:
+        """Post the held state events, then checkpoint ``key`` as one unit with them."""
         events, self._events = self._events, []
-        for name, data in events:
-            self._append(name, data)
-        if key is None:
-            return
-        self._released.add(key)
-        self._arrived.pop(key, None)
-        row = self._held.pop(key, None)
-        if row is not None:
-            writes = self._writes.pop(key, [])
-            self._last = self._writer.save_nowait([row], writes, sticky=True)
+        row, writes = None, []
+        if key is not None:
+            self._released.add(key)
+            self._arrived.pop(key, None)
+            row = self._held.pop(key, None)
+            if row is not None:
+                writes = self._writes.pop(key, [])
+        if events or row is not None:
+            self._loop.post(self._flush_on_trio, events, row, writes)
 
     def _queue(self, rows: list[CheckpointRow], writes: list[WriteRow]) -> None:
-        self._last = self._writer.save_nowait(rows, writes)
+        self._loop.post(self._save_on_trio, rows, writes, False)
+
+    # -- on trio ----------------------------------------------------------------------------
+
+    def _flush_on_trio(
+        self, events: list[tuple[str, str]], row: CheckpointRow | None, writes: list[WriteRow]
+    ) -> None:
+        for name, text in events:
+            self._sink.append_text(name, text)
+        if row is not None:
+            self._save_on_trio([row], writes, True)
+
+    def _save_on_trio(
+        self, rows: list[CheckpointRow], writes: list[WriteRow], sticky: bool
+    ) -> None:
+        try:
+            self._last = self._writer.save_nowait(rows, writes, sticky=sticky)
+        except StoreError as exc:  # the writer has stopped
+            self._error = exc
+
+    async def _committed_on_trio(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._last is not None:
+            await self._last.wait()
 
 
 # The gate of the run whose graph is executing in this context, if any.
@@ -200,13 +257,18 @@ class _Where:
         }
 
 
-class RunyardSaver(BaseCheckpointSaver[str]):
-    """Checkpoints in runyard's store; use from the asyncio side of its loop."""
+# A checkpoint as read on trio: its row, decoded, its channels' blobs, its pending writes.
+_Loaded = tuple[CheckpointRow, Checkpoint, list[BlobRow], list[WriteRow]]
 
-    def __init__(self, store: Store, writer: CommitWriter) -> None:
+
+class RunyardSaver(BaseCheckpointSaver[str]):
+    """Checkpoints in runyard's store; use from the graph loop."""
+
+    def __init__(self, store: Store, writer: CommitWriter, loop: GraphLoop) -> None:
         super().__init__()
         self._store = store
         self._writer = writer
+        self._loop = loop
 
     def get_next_version(self, current: str | int | None, channel: None) -> str:
         """A version that sorts after ``current`` and is unique to this write.
@@ -227,10 +289,8 @@ class RunyardSaver(BaseCheckpointSaver[str]):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         where = _Where.of(config)
-        row = await on_trio(self._store.get_checkpoint)(
-            where.thread_id, where.checkpoint_ns, where.checkpoint_id
-        )
-        return None if row is None else await self._tuple(row)
+        found = await self._loop.to_trio(self._load, where)
+        return None if found is None else self._tuple(*found)
 
     async def alist(
         self,
@@ -242,7 +302,8 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         conf = config["configurable"] if config else {}
         thread_id = conf.get("thread_id")
-        rows = await on_trio(self._list)(
+        loaded = await self._loop.to_trio(
+            self._load_many,
             None if thread_id is None else str(thread_id),
             conf.get("checkpoint_ns"),
             conf.get("checkpoint_id"),
@@ -250,33 +311,53 @@ class RunyardSaver(BaseCheckpointSaver[str]):
             None if filter else limit,  # with a filter, the limit counts matches
         )
         found = 0
-        for row in rows:
+        for row, checkpoint, blobs, writes in loaded:
             if filter and any(row.metadata.get(k) != v for k, v in filter.items()):
                 continue
-            yield await self._tuple(row)
+            yield self._tuple(row, checkpoint, blobs, writes)
             found += 1
             if limit is not None and found >= limit:
                 return
 
-    async def _list(
+    # On trio: the rows and, for each, its channels' blobs and its pending writes.
+
+    async def _load(self, where: _Where) -> _Loaded | None:
+        row = await self._store.get_checkpoint(
+            where.thread_id, where.checkpoint_ns, where.checkpoint_id
+        )
+        return None if row is None else await self._loaded(row)
+
+    async def _load_many(
         self,
         thread_id: str | None,
         checkpoint_ns: str | None,
         checkpoint_id: str | None,
         before: str | None,
         limit: int | None,
-    ) -> list[CheckpointRow]:
+    ) -> list[_Loaded]:
         if checkpoint_id is not None and thread_id is not None:
             row = await self._store.get_checkpoint(thread_id, checkpoint_ns or "", checkpoint_id)
-            return [] if row is None else [row]
-        return await self._store.list_checkpoints(
-            thread_id, checkpoint_ns, before=before, limit=limit
-        )
+            rows = [] if row is None else [row]
+        else:
+            rows = await self._store.list_checkpoints(
+                thread_id, checkpoint_ns, before=before, limit=limit
+            )
+        return [await self._loaded(row) for row in rows]
 
-    async def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
+    async def _loaded(self, row: CheckpointRow) -> _Loaded:
         checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
-        versions = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
-        blobs, writes = await on_trio(self._blobs_and_writes)(row, versions)
+        wanted = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
+        blobs = await self._store.get_blobs(row.thread_id, row.checkpoint_ns, wanted)
+        writes = await self._store.get_writes(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+        return row, checkpoint, blobs, writes
+
+    def _tuple(
+        self,
+        row: CheckpointRow,
+        checkpoint: Checkpoint,
+        blobs: list[BlobRow],
+        writes: list[WriteRow],
+    ) -> CheckpointTuple:
         checkpoint["channel_values"] = {
             b.channel: self.serde.loads_typed((b.type, b.blob))
             for b in blobs
@@ -294,13 +375,6 @@ class RunyardSaver(BaseCheckpointSaver[str]):
                 for w in writes
             ],
         )
-
-    async def _blobs_and_writes(
-        self, row: CheckpointRow, versions: dict[str, str]
-    ) -> tuple[list[BlobRow], list[WriteRow]]:
-        blobs = await self._store.get_blobs(row.thread_id, row.checkpoint_ns, versions)
-        writes = await self._store.get_writes(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
-        return blobs, writes
 
     # -- writes ---------------------------------------------------------------------
 
@@ -330,9 +404,9 @@ class RunyardSaver(BaseCheckpointSaver[str]):
         )
         gate = current_gate.get()
         if gate is not None and gate.thread_id == where.thread_id:
-            await on_trio(gate.hold)(row)
+            gate.hold(row)
         else:
-            await on_trio(self._save)([row], [])
+            await self._loop.to_trio(self._save, [row], [])
         return where.config(checkpoint["id"])
 
     def _blob(self, where: _Where, channel: str, version: Any, values: dict[str, Any]) -> BlobRow:
@@ -371,9 +445,9 @@ class RunyardSaver(BaseCheckpointSaver[str]):
             )
         gate = current_gate.get()
         if gate is not None and gate.thread_id == where.thread_id:
-            await on_trio(gate.hold_writes)(rows)
+            gate.hold_writes(rows)
         else:
-            await on_trio(self._save)([], rows)
+            await self._loop.to_trio(self._save, [], rows)
 
     async def _save(self, rows: list[CheckpointRow], writes: list[WriteRow]) -> None:
         await self._writer.save_nowait(rows, writes).wait()
@@ -381,16 +455,16 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     # -- threads --------------------------------------------------------------------
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await on_trio(self._delete)(thread_id, None)
+        await self._loop.to_trio(self._delete, thread_id, None)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await on_trio(self._delete)(None, list(run_ids))
+        await self._loop.to_trio(self._delete, None, list(run_ids))
 
     async def _delete(self, thread_id: str | None, run_ids: list[str] | None) -> None:
         await self._store.delete_checkpoints(thread_id=thread_id, run_ids=run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await on_trio(self._store.copy_checkpoints)(source_thread_id, target_thread_id)
+        await self._loop.to_trio(self._store.copy_checkpoints, source_thread_id, target_thread_id)
 
 
 def _run_id(config: RunnableConfig, metadata: dict[str, Any]) -> str | None:

@@ -1,7 +1,10 @@
 """One run of a LangGraph graph: its options, its stream, its checkpoints, its state.
 
-A graph runs on the asyncio side with runyard's saver and memory store
-attached (:class:`GraphHost`). Its stream is read with ``subgraphs=True`` and
+A graph runs on the graph loop (:mod:`runyard.graph_loop`, a plain asyncio
+loop in a thread of its own) with runyard's saver and memory store attached
+(:class:`GraphHost`); :meth:`GraphLease.run` starts it there from the run's
+trio task, and :class:`GraphRunContext` is what the graph side sees of the
+run. Its stream is read with ``subgraphs=True`` and
 with LangGraph's ``checkpoints`` mode always on, whatever the client asked:
 that chunk tells where each checkpoint falls among the events, so the run's
 :class:`~runyard.checkpointer.CheckpointGate` lets a checkpoint commit only
@@ -26,9 +29,10 @@ from typing import Any
 
 from langgraph.types import Command, Send
 
-from .agents import AsyncioRunContext
-from .checkpointer import CheckpointGate, RunyardSaver, current_gate, on_trio
+from .agents import RunContext
+from .checkpointer import CheckpointGate, RunSink, RunyardSaver, current_gate
 from .commit import CommitWriter
+from .graph_loop import GraphLoop
 from .graph_stream import GraphStream
 from .graph_values import jsonable
 from .model import JSON
@@ -45,9 +49,11 @@ class GraphHost:
         self,
         store: Store,
         writer: CommitWriter,
+        loop: GraphLoop,
         memory_for: Callable[[str], Any] | None = None,
     ) -> None:
-        self.saver = RunyardSaver(store, writer)
+        self.loop = loop
+        self.saver = RunyardSaver(store, writer, loop)
         self._store = store
         self._writer = writer
         self._memory_for = memory_for  # owner -> a LangGraph BaseStore
@@ -59,9 +65,10 @@ class GraphHost:
             update["store"] = self._memory_for(owner)
         return graph.copy(update=update)
 
-    def for_run(self, thread_id: str, append: Callable[[str, Any], None]) -> GraphLease:
-        """What one run gets: this host, and a gate that logs through ``append``."""
-        return GraphLease(self, CheckpointGate(thread_id, self._writer, append, self._store))
+    def for_run(self, thread_id: str, sink: RunSink) -> GraphLease:
+        """What one run gets: this host, and a gate that logs through ``sink``."""
+        gate = CheckpointGate(thread_id, self.loop, sink, self._writer, self._store)
+        return GraphLease(self, gate)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,8 +78,32 @@ class GraphLease:
     host: GraphHost
     gate: CheckpointGate
 
+    async def run(self, graph: Any, graph_id: str, input: JSON, ctx: RunContext) -> JSON:
+        """Run ``graph`` on the graph loop for ``ctx``'s run (call from trio)."""
+        side = GraphRunContext(ctx, self)
+        output = await self.host.loop.run(run_graph, graph, graph_id, input, side)
+        ctx.thread_state = side.thread_state
+        return output
 
-def graph_config(ctx: AsyncioRunContext, graph_id: str) -> tuple[dict[str, Any], Any]:
+
+class GraphRunContext:
+    """What the graph loop's side sees of a run: its request, and its way out."""
+
+    def __init__(self, ctx: RunContext, lease: GraphLease) -> None:
+        self.run_id = ctx.run_id
+        self.thread_id = ctx.thread_id
+        self.metadata = ctx.metadata
+        self.config = ctx.config
+        self.stream_mode = ctx.stream_mode
+        self.owner = ctx.owner
+        self.options = ctx.options
+        self.lease = lease
+        self.gate = lease.gate
+        # The thread's state once the graph ended (read back from the saver).
+        self.thread_state: ThreadState | None = None
+
+
+def graph_config(ctx: GraphRunContext, graph_id: str) -> tuple[dict[str, Any], Any]:
     """The RunnableConfig of a run, and the ``context`` it passes to the graph."""
     config = dict(ctx.config)
     context = config.pop("context", None)
@@ -108,16 +139,14 @@ def command(value: JSON) -> Command[Any]:
     )
 
 
-async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: AsyncioRunContext) -> JSON:
-    """Run ``graph`` for ``ctx``'s run; the last ``values`` chunk is the output."""
-    lease: GraphLease | None = ctx.host
+async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: GraphRunContext) -> JSON:
+    """Run ``graph`` for ``ctx``'s run; its last ``values`` chunk is the output."""
     options = ctx.options
     view = GraphStream(ctx.stream_mode, subgraphs=bool(options.get("stream_subgraphs")))
     config, context = graph_config(ctx, graph_id)
     payload = command(options["command"]) if options.get("command") else input
-    runnable = graph if lease is None else lease.host.attach(graph, ctx.owner)
-    gate = None if lease is None else lease.gate
-    token = current_gate.set(gate)
+    runnable = ctx.lease.host.attach(graph, ctx.owner)
+    token = current_gate.set(ctx.gate)
     try:
         stream = view.open(
             runnable,
@@ -129,22 +158,19 @@ async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: AsyncioRunConte
             durability=options.get("durability"),
         )
         try:
-            final = await _forward(stream, view, ctx, gate)
+            final = await _forward(stream, view, ctx)
         finally:
             await stream.aclose()
-        if gate is not None:
-            await on_trio(gate.release_all)()
-            ctx.thread_state = await _thread_state(runnable, ctx.thread_id)
-            if final is None:  # nothing left to run (a resumed run that had finished)
-                return ctx.thread_state.values
+        await ctx.gate.release_all()
+        ctx.thread_state = await _thread_state(runnable, ctx.thread_id)
     finally:
         current_gate.reset(token)
+    if final is None:  # nothing left to run (a resumed run that had finished)
+        return ctx.thread_state.values
     return jsonable(final)
 
 
-async def _forward(
-    stream: Any, view: GraphStream, ctx: AsyncioRunContext, gate: CheckpointGate | None
-) -> Any:
+async def _forward(stream: Any, view: GraphStream, ctx: GraphRunContext) -> Any:
     """Log the run's events as the graph streams them, each checkpoint behind its events.
 
     Returns the last root ``values`` chunk. Root ``values`` and ``updates``
@@ -152,26 +178,27 @@ async def _forward(
     at exit (nothing to keep them in step with); every other event is logged
     at once. A checkpoint is announced once, though ``debug`` repeats it.
     """
-    in_step = gate is not None and ctx.options.get("durability") != "exit"
-    hold = on_trio(gate.hold_event) if gate is not None and in_step else None
+    gate = ctx.gate
+    in_step = ctx.options.get("durability") != "exit"
     final: Any = None
     announced: tuple[str, str] | None = None
     async for namespace, mode, chunk in stream:
         if not namespace and mode == "values":
             final = chunk
         for name, data in view.shape(namespace, mode, chunk):
-            if hold is not None and not namespace and mode in STATE_MODES:
-                await hold(name, data)
+            if in_step and not namespace and mode in STATE_MODES:
+                gate.hold_event(name, data)
             else:
-                await ctx.emit(name, data)
-        if gate is None or (written := _checkpoint_of(mode, chunk)) in (None, announced):
+                gate.log(name, data)
+        await gate.pace()
+        if (written := _checkpoint_of(mode, chunk)) in (None, announced):
             continue
         announced = written
         ns, checkpoint_id = written
         if not ns and in_step:
-            await on_trio(gate.commit)(checkpoint_id)
+            await gate.commit(checkpoint_id)
         else:
-            await on_trio(gate.release)(ns, checkpoint_id)
+            gate.release(ns, checkpoint_id)
     return final
 
 

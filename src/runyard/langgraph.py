@@ -1,8 +1,9 @@
 """LangGraph graphs as runyard agents (the optional ``runyard[langgraph]`` extra).
 
-A compiled graph (anything with LangGraph's ``astream``) runs on the asyncio
-side through trio-asyncio. The stream modes the client asked for map to
-runyard events with the names LangGraph clients expect:
+A compiled graph (anything with LangGraph's ``astream``) runs on the graph
+loop, a plain asyncio loop in a thread of its own (:mod:`runyard.graph_loop`).
+The stream modes the client asked for map to runyard events with the names
+LangGraph clients expect:
 
 | mode asked | event logged | data |
 |---|---|---|
@@ -29,8 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .agents import Agent, AsyncioRunContext
-from .graph_run import run_graph
+from .agents import Agent, RunContext
+from .errors import AgentError
 from .graph_values import jsonable
 
 __all__ = ["graph_agent", "is_graph", "jsonable", "load_langgraph_json"]
@@ -42,14 +43,14 @@ def is_graph(target: object) -> bool:
 
 
 def graph_agent(name: str, graph: Any, description: str = "") -> Agent:
-    """Wrap a compiled graph as an asyncio :class:`~runyard.agents.Agent`."""
+    """Wrap a compiled graph as an :class:`~runyard.agents.Agent` (run on the graph loop)."""
 
-    async def run(input: Any, ctx: AsyncioRunContext) -> Any:
-        return await run_graph(graph, name, input, ctx)
+    async def run(input: Any, ctx: RunContext) -> Any:
+        if ctx.host is None:  # a registry that had no graph when the server started
+            raise AgentError(f"graph {name!r} was registered after the server started")
+        return await ctx.host.run(graph, name, input, ctx)
 
-    return Agent(
-        name, run, asyncio=True, description=description or f"LangGraph graph {name}", graph=graph
-    )
+    return Agent(name, run, description=description or f"LangGraph graph {name}", graph=graph)
 
 
 def load_langgraph_json(path: str) -> list[Agent]:

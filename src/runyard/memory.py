@@ -1,16 +1,16 @@
 """LangGraph's long-term memory (``BaseStore``) on runyard's store, for one owner.
 
 A graph gets a :class:`RunyardMemory` as its ``store`` (``graph.copy(update=
-{"store": RunyardMemory(store, owner)})``); its nodes then ``aput``, ``aget``,
+{"store": RunyardMemory(store, graph_loop, owner)})``); its nodes then ``aput``, ``aget``,
 ``asearch`` and ``alist_namespaces`` items that the HTTP API's ``/store``
 routes show to the same owner, and that survive a restart.
 
-Graphs run on the asyncio side of the trio-asyncio loop; :meth:`abatch`
-crosses to trio (``trio_as_aio``) and runs each operation there, in order, on
-the store. A cancel of the run cancels the crossing: an operation whose write
-had started commits whole or not at all (see :mod:`runyard.store.connection`).
-The blocking :meth:`batch`, for synchronous nodes, works from the worker
-threads LangGraph runs them in (trio's own threads, under trio-asyncio).
+Graphs run on the graph loop (:mod:`runyard.graph_loop`); :meth:`abatch`
+crosses to trio and runs each operation there, in order, on the store. A
+cancelled node leaves the operations to finish on trio: an operation whose
+write had started commits whole or not at all (see
+:mod:`runyard.store.connection`). The blocking :meth:`batch`, for
+synchronous nodes, works from the worker threads LangGraph runs them in.
 
 Items are matched and filtered as :class:`~runyard.store.ItemStore` does;
 there is no vector index, so a search's ``query`` is ignored (items are
@@ -20,11 +20,11 @@ A ``ttl`` runs from the item's last put: reads do not restart it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import trio
-import trio_asyncio
 from langgraph.store.base import (
     BaseStore,
     GetOp,
@@ -39,37 +39,33 @@ from langgraph.store.base import (
 )
 
 from . import model
+from .graph_loop import GraphLoop
 from .store import Store
 
 
 class RunyardMemory(BaseStore):
     """The items of one ``owner`` in runyard's store, as a LangGraph ``BaseStore``."""
 
-    __slots__ = ("_owner", "_store", "_token")
+    __slots__ = ("_loop", "_owner", "_store")
     supports_ttl = True
 
-    def __init__(self, store: Store, owner: str = "") -> None:
+    def __init__(self, store: Store, loop: GraphLoop, owner: str = "") -> None:
         self._store = store
+        self._loop = loop
         self._owner = owner
-        try:  # lets batch() reach trio from any thread, not only trio's own
-            self._token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            self._token = None
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run ``ops`` in order on the trio side; call from the asyncio side."""
-        ops = _checked(ops)
-        results: list[Result] = await trio_asyncio.trio_as_aio(self._run)(ops)
-        return results
+        """Run ``ops`` in order on the trio side; call from the graph loop."""
+        return await self._loop.to_trio(self._run, _checked(ops))
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run ``ops`` from a worker thread (a sync node's); never from the loop's thread."""
-        if trio.lowlevel.in_trio_run():
+        """Run ``ops`` from a worker thread (a sync node's); never from an event loop."""
+        if trio.lowlevel.in_trio_run() or _on_asyncio_loop():
             raise RuntimeError(
                 "RunyardMemory.batch blocks until the store answers: on the event loop,"
                 " use the async methods (aput, aget, asearch, ...)"
             )
-        return trio.from_thread.run(self._run, _checked(ops), trio_token=self._token)
+        return trio.from_thread.run(self._run, _checked(ops), trio_token=self._loop.token)
 
     async def _run(self, ops: list[Op]) -> list[Result]:
         return [await self._one(op) for op in ops]
@@ -106,6 +102,14 @@ class RunyardMemory(BaseStore):
                 offset=op.offset,
             )
         raise TypeError(f"unknown store operation {type(op).__name__}")
+
+
+def _on_asyncio_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _checked(ops: Iterable[Op]) -> list[Op]:

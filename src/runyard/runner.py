@@ -111,7 +111,7 @@ class Runner:
         sink = _Sink(self.writer, self.settings, handle)
         host = None
         if agent is not None and agent.graph is not None and self.graph_host is not None:
-            host = self.graph_host.for_run(handle.run.thread_id, sink.append_nowait)
+            host = self.graph_host.for_run(handle.run.thread_id, sink)
         ctx = ctx_class(
             sink,
             run_id=handle.run_id,
@@ -248,14 +248,21 @@ def agent_label(agent: Agent | None) -> str:
 
 
 class _Sink:
-    """Where a run's context sends its events: the writer, with back-pressure."""
+    """Where a run's context sends its events: the writer, with back-pressure.
 
-    __slots__ = ("_handle", "_settings", "_writer")
+    A graph run encodes its events on the graph loop (:meth:`encode`, the
+    limits checked there, where the graph can be told) and posts them to
+    trio (:meth:`append_text`); other runs do both at once.
+    """
+
+    __slots__ = ("_emitted", "_first_seq", "_handle", "_settings", "_writer")
 
     def __init__(self, writer: CommitWriter, settings: Settings, handle: RunHandle) -> None:
         self._writer = writer
         self._settings = settings
         self._handle = handle
+        self._first_seq = handle.log.next_seq  # the run's own events come after this
+        self._emitted = 0
 
     async def emit(self, event: str, data: JSON) -> None:
         await trio.lowlevel.checkpoint()
@@ -266,17 +273,30 @@ class _Sink:
     async def wait_for_room(self) -> None:
         await self._writer.wait_for_room()
 
+    @property
+    def full(self) -> bool:
+        return self._writer.full
+
     def append_nowait(self, event: str, data: JSON) -> bool:
         """Log an event now, within the limits; True when the writer is full."""
+        self.append_text(event, self.encode(event, data))
+        return self._writer.full
+
+    def encode(self, event: str, data: JSON) -> str:
+        """The event's JSON text; raises :class:`LimitExceeded` past a limit."""
         text = dumps(data)
         limit = self._settings.max_event_bytes
         if len(text) > limit:
             raise LimitExceeded(f"an event of {len(text)} bytes is over the limit of {limit}")
-        if self._handle.log.next_seq >= self._settings.max_events_per_run:
+        if self._first_seq + self._emitted >= self._settings.max_events_per_run:
             raise LimitExceeded(
                 f"the run emitted more than {self._settings.max_events_per_run} events"
             )
+        self._emitted += 1
+        return text
+
+    def append_text(self, event: str, text: str) -> None:
+        """Log an event encoded by :meth:`encode` (on trio)."""
         self._writer.append_text_nowait(self._handle.log, event, text)
         if event == "values":
             self._handle.last_values = text
-        return self._writer.full

@@ -19,8 +19,9 @@ the work is done by parts with one job each:
 The nursery tree (see docs/architecture.md)::
 
     Supervisor.serve
-    └── trio-asyncio loop
+    └── trio-asyncio loop (plain asyncio agents)
         ├── CommitWriter.serve      shielded; outlives the runs, closed last
+        ├── GraphLoop.serve         graphs' asyncio loop, in a thread; stopped after the writer
         └── runs nursery
             ├── recovery, then purge_forever (expired items; old runs with data_retention)
             └── run task (one a run) each under its own CancelScope
@@ -42,6 +43,7 @@ from .coordinator import LocalCoordinator
 from .errors import Conflict, NotFound
 from .events import EventBus, LocalEventBus, Subscription
 from .feed import RunFeed
+from .graph_loop import GraphLoop
 from .model import (
     CancelReason,
     Run,
@@ -90,14 +92,17 @@ class Supervisor:
             self.runner,
         )  # fmt: skip
         self.items: ItemStore = store  # the memory store's items, for the store API
+        self.graph_loop: GraphLoop | None = None
         if any(agent.graph is not None for agent in agents.all()):
             from .graph_run import GraphHost  # LangGraph is an optional extra
             from .memory import RunyardMemory
 
-            def memory_for(owner: str) -> RunyardMemory:
-                return RunyardMemory(store, owner)
+            graph_loop = self.graph_loop = GraphLoop()
 
-            self.runner.graph_host = GraphHost(store, self.writer, memory_for)
+            def memory_for(owner: str) -> RunyardMemory:
+                return RunyardMemory(store, graph_loop, owner)
+
+            self.runner.graph_host = GraphHost(store, self.writer, graph_loop, memory_for)
         self.states = ThreadStates(store, agents, self.runner.graph_host)
         self.accepting = False
         self.draining = False  # shutdown has begun
@@ -119,6 +124,9 @@ class Supervisor:
             self.runner.loop = loop
             writer_scope = self.writer_scope = trio.CancelScope(shield=True)
             outer.start_soon(self._serve_writer, writer_scope, name="commit writer")
+            graphs_scope = trio.CancelScope(shield=True)
+            if self.graph_loop is not None:
+                await outer.start(self._serve_graphs, graphs_scope, name="graph loop")
             try:
                 async with trio.open_nursery() as runs:
                     self._nursery = runs
@@ -137,10 +145,18 @@ class Supervisor:
                 with trio.move_on_after(self.settings.cleanup_deadline, shield=True):
                     await self.writer.aclose()
                 writer_scope.cancel()
+                graphs_scope.cancel()
 
     async def _serve_writer(self, scope: trio.CancelScope) -> None:
         with scope:
             await self.writer.serve()
+
+    async def _serve_graphs(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        assert self.graph_loop is not None
+        with scope:
+            await self.graph_loop.serve(task_status=task_status)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop taking runs, let them finish for ``grace`` s, cancel the rest, drain.

@@ -3,8 +3,7 @@
 A thread's graph is the one its last run executed (``metadata["graph_id"]``);
 its state is what that graph, with runyard's saver attached, reads back:
 LangGraph's ``aget_state``, ``aget_state_history`` and ``aupdate_state``, on
-the asyncio side of the server's loop. Call these methods from a task where
-``trio_asyncio.current_loop`` is set (every HTTP handler has it).
+the graph loop (:mod:`runyard.graph_loop`). Call these methods from trio.
 
 A thread without a graph (it ran plain agents, or nothing yet) has no
 checkpoints: :meth:`ThreadStates.get` answers None and the caller shows the
@@ -18,12 +17,12 @@ shape is LangGraph's own: ``values``, ``next``, ``tasks``, ``metadata``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import trio
-import trio_asyncio
 
 from .agents import AgentRegistry
 from .errors import AgentError, BadRequest, Invalid, NotFound, RunyardError, StoreError
@@ -91,7 +90,7 @@ class ThreadStates:
         snapshot = None
         if graph is not None:
             config = at.config(thread.thread_id)
-            snapshot = await _aio(graph.aget_state)(config, subgraphs=subgraphs)
+            snapshot = await self._on_graph_loop(graph.aget_state, config, subgraphs=subgraphs)
         if snapshot is None or snapshot.created_at is None:  # nothing saved there
             if at.checkpoint_id is not None:
                 raise NotFound(f"checkpoint {at.checkpoint_id} not found")
@@ -122,7 +121,7 @@ class ThreadStates:
             )
             return [state_json(snapshot) async for snapshot in history]
 
-        found: list[JSON] = await _aio(collect)()
+        found: list[JSON] = await self._on_graph_loop(collect)
         return found
 
     async def update(
@@ -151,9 +150,11 @@ class ThreadStates:
             await self.get(thread, at)  # NotFound for a checkpoint it lacks
         with trio.move_on_after(UPDATE_DEADLINE, shield=True):
             written = await _refused_as_invalid(
-                _aio(graph.aupdate_state)(at.config(thread.thread_id), values, as_node=as_node)
+                self._on_graph_loop(
+                    graph.aupdate_state, at.config(thread.thread_id), values, as_node=as_node
+                )
             )
-            newest = await _aio(graph.aget_state)(NEWEST.config(thread.thread_id))
+            newest = await self._on_graph_loop(graph.aget_state, NEWEST.config(thread.thread_id))
             state = thread_state_of(newest)
             # As LangGraph's server does: a graph with steps left waits, interrupted.
             status = ThreadStatus.INTERRUPTED if newest.next else ThreadStatus.IDLE
@@ -167,10 +168,9 @@ class ThreadStates:
             }
         raise StoreError(f"updating thread {thread.thread_id} took over {UPDATE_DEADLINE} s")
 
-
-def _aio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """``fn``, an asyncio coroutine function, made awaitable from trio."""
-    return trio_asyncio.aio_as_trio(fn)  # type: ignore[no-any-return]
+    async def _on_graph_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``await fn(*args, **kwargs)`` on the graph loop, where the saver lives."""
+        return await self._host.loop.run(functools.partial(fn, *args, **kwargs))
 
 
 async def _refused_as_invalid(call: Awaitable[T]) -> T:
