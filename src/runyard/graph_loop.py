@@ -39,6 +39,9 @@ log = logging.getLogger("runyard.graph_loop")
 
 T = TypeVar("T")
 
+# The names of the trio tasks that work for the graph loop start with this.
+TASK_PREFIX = "graph_loop:"
+
 # How long a cancelled run waits for its graph's asyncio task to end (its nodes'
 # ``finally`` blocks) before the run's cleanup goes on without it.
 CANCEL_WAIT = 5.0  # seconds
@@ -75,8 +78,8 @@ class GraphLoop:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._bridge, name=f"{TASK_PREFIX}bridge")
                 task_status.started()
-                await self._bridge()
         finally:
             self._loop = None
             loop.call_soon_threadsafe(loop.stop)
@@ -145,7 +148,7 @@ class GraphLoop:
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], future: asyncio.Future[T]
     ) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._call, fn, args, future, name=_name(fn))
+        self._nursery.start_soon(self._call, fn, args, future, name=TASK_PREFIX + _name(fn))
 
     async def _call(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], future: asyncio.Future[T]

@@ -22,6 +22,7 @@ import trio
 
 from runyard.agents import Agent, AgentRegistry, RunContext
 from runyard.config import Settings
+from runyard.graph_loop import TASK_PREFIX
 from runyard.http.sse import frames
 from runyard.model import CancelReason, Event, MultitaskStrategy, RunRequest, RunStatus
 from runyard.store import SQLiteStore, Store
@@ -336,8 +337,10 @@ async def _writer_scenario(trial: Trial) -> None:
 
 
 async def _checkpoint_scenario(trial: Trial) -> None:
-    """A cancel at every step of a graph run's checkpoint writes (the saver's and the
-    gate's trio side): the state never runs ahead of the logged events."""
+    """A cancel at every step of a graph run's trio side (the graph loop's bridge,
+    which logs the gate's events and queues its checkpoints, and its calls into trio:
+    the saver's reads, the wait for the commit): the state never runs ahead of the
+    logged events."""
     observed: list[Event] = []
     async with _system(trial, graphs=True) as (sup, nursery):
         thread = await sup.threads.create()
@@ -349,7 +352,7 @@ async def _checkpoint_scenario(trial: Trial) -> None:
                 stream_mode=["values", "custom"],
             )
         )
-        trial.is_target = lambda task: task.name.startswith("runyard.checkpointer.")
+        trial.is_target = lambda task: task.name.startswith(TASK_PREFIX)
         trial.inject = lambda: handle.cancel(CancelReason.USER)
         nursery.start_soon(_follow, sup, handle.run_id, observed)
         await sup.wait_run(handle.run_id)
