@@ -289,8 +289,10 @@ class RunyardSaver(BaseCheckpointSaver[str]):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         where = _Where.of(config)
-        found = await self._loop.to_trio(self._load, where)
-        return None if found is None else self._tuple(*found)
+        found = await self._loop.to_trio(
+            self._load, where.thread_id, where.checkpoint_ns, where.checkpoint_id, None, 1
+        )
+        return self._tuple(*found[0]) if found else None
 
     async def alist(
         self,
@@ -302,32 +304,22 @@ class RunyardSaver(BaseCheckpointSaver[str]):
     ) -> AsyncIterator[CheckpointTuple]:
         conf = config["configurable"] if config else {}
         thread_id = conf.get("thread_id")
-        loaded = await self._loop.to_trio(
-            self._load_many,
+        checkpoint_id = conf.get("checkpoint_id")
+        checkpoint_ns = conf.get("checkpoint_ns")
+        found = await self._loop.to_trio(
+            self._load,
             None if thread_id is None else str(thread_id),
-            conf.get("checkpoint_ns"),
-            conf.get("checkpoint_id"),
+            checkpoint_ns or "" if checkpoint_id is not None else checkpoint_ns,
+            checkpoint_id,
             None if before is None else get_checkpoint_id(before),
             None if filter else limit,  # with a filter, the limit counts matches
         )
-        found = 0
-        for row, checkpoint, blobs, writes in loaded:
-            if filter and any(row.metadata.get(k) != v for k, v in filter.items()):
-                continue
-            yield self._tuple(row, checkpoint, blobs, writes)
-            found += 1
-            if limit is not None and found >= limit:
-                return
+        if filter:
+            found = [f for f in found if all(f[0].metadata.get(k) == v for k, v in filter.items())]
+        for loaded in found[:limit]:
+            yield self._tuple(*loaded)
 
-    # On trio: the rows and, for each, its channels' blobs and its pending writes.
-
-    async def _load(self, where: _Where) -> _Loaded | None:
-        row = await self._store.get_checkpoint(
-            where.thread_id, where.checkpoint_ns, where.checkpoint_id
-        )
-        return None if row is None else await self._loaded(row)
-
-    async def _load_many(
+    async def _load(
         self,
         thread_id: str | None,
         checkpoint_ns: str | None,
@@ -335,21 +327,29 @@ class RunyardSaver(BaseCheckpointSaver[str]):
         before: str | None,
         limit: int | None,
     ) -> list[_Loaded]:
-        if checkpoint_id is not None and thread_id is not None:
-            row = await self._store.get_checkpoint(thread_id, checkpoint_ns or "", checkpoint_id)
-            rows = [] if row is None else [row]
-        else:
-            rows = await self._store.list_checkpoints(
-                thread_id, checkpoint_ns, before=before, limit=limit
-            )
-        return [await self._loaded(row) for row in rows]
+        """On trio: checkpoints newest first, each with its channels and writes, in one read.
 
-    async def _loaded(self, row: CheckpointRow) -> _Loaded:
-        checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
-        wanted = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
-        blobs = await self._store.get_blobs(row.thread_id, row.checkpoint_ns, wanted)
-        writes = await self._store.get_writes(row.thread_id, row.checkpoint_ns, row.checkpoint_id)
-        return row, checkpoint, blobs, writes
+        Their values are decoded on the graph loop (:meth:`_tuple`), not here on trio.
+        """
+        decoded: dict[tuple[str, str, str], Checkpoint] = {}
+
+        def versions_of(row: CheckpointRow) -> dict[str, str]:
+            checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
+            decoded[row.thread_id, row.checkpoint_ns, row.checkpoint_id] = checkpoint
+            return {channel: str(v) for channel, v in checkpoint["channel_versions"].items()}
+
+        loaded = await self._store.load_checkpoints(
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            before=before,
+            limit=limit,
+            versions_of=versions_of,
+        )
+        return [
+            (row, decoded[row.thread_id, row.checkpoint_ns, row.checkpoint_id], blobs, writes)
+            for row, blobs, writes in loaded
+        ]
 
     def _tuple(
         self,

@@ -11,6 +11,7 @@ events; this part reads them, and deletes or copies a thread's.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Protocol
 
 from .connection import SQLiteBase
@@ -36,15 +37,19 @@ class CheckpointStore(Protocol):
     ) -> list[CheckpointRow]:
         """Newest first; ``None`` for thread or namespace means any."""
 
-    async def get_blobs(
-        self, thread_id: str, checkpoint_ns: str, versions: dict[str, str]
-    ) -> list[BlobRow]:
-        """The blobs of these channels at these versions (missing ones are left out)."""
-
-    async def get_writes(
-        self, thread_id: str, checkpoint_ns: str, checkpoint_id: str
-    ) -> list[WriteRow]:
-        """A checkpoint's pending writes, by task and index."""
+    async def load_checkpoints(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        *,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        versions_of: Callable[[CheckpointRow], dict[str, str]],
+    ) -> list[LoadedCheckpoint]:
+        """As :meth:`list_checkpoints` (or that one checkpoint), each with the blobs of
+        the channel versions ``versions_of`` names (missing ones are left out) and its
+        pending writes, by task and index: all in one read."""
 
     async def delete_checkpoints(
         self, *, thread_id: str | None = None, run_ids: list[str] | None = None
@@ -54,6 +59,9 @@ class CheckpointStore(Protocol):
     async def copy_checkpoints(self, source: str, target: str) -> None:
         """Copy every checkpoint, blob and write of thread ``source`` to thread ``target``."""
 
+
+# A checkpoint with its channels' blobs and its pending writes.
+LoadedCheckpoint = tuple[CheckpointRow, list[BlobRow], list[WriteRow]]
 
 _PUT_CHECKPOINT = CHECKPOINTS.insert("INSERT OR REPLACE")
 _PUT_BLOB = CHECKPOINT_BLOBS.insert("INSERT OR IGNORE")  # a version's value never changes
@@ -107,6 +115,56 @@ def _copy(c: sqlite3.Connection, source: str, target: str) -> None:
         )
 
 
+def _rows(
+    db: sqlite3.Connection,
+    thread_id: str | None,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before: str | None,
+    limit: int | None,
+) -> list[CheckpointRow]:
+    """Checkpoints newest first; a None filter matches any."""
+    clauses: list[str] = []
+    args: list[str | int] = []
+    for condition, value in (
+        ("thread_id = ?", thread_id),
+        ("checkpoint_ns = ?", checkpoint_ns),
+        ("checkpoint_id = ?", checkpoint_id),
+        ("checkpoint_id < ?", before),
+    ):
+        if value is not None:
+            clauses.append(condition)
+            args.append(value)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    tail = " ORDER BY checkpoint_id DESC"
+    if limit is not None:
+        tail += " LIMIT ?"
+        args.append(limit)
+    return [CHECKPOINTS.load(r) for r in db.execute(CHECKPOINTS.select(where + tail), args)]
+
+
+def _blobs(db: sqlite3.Connection, row: CheckpointRow, versions: dict[str, str]) -> list[BlobRow]:
+    """The blobs of these channels at these versions (missing ones are left out)."""
+    if not versions:
+        return []
+    pairs = " OR ".join("(channel = ? AND version = ?)" for _ in versions)
+    query = CHECKPOINT_BLOBS.select(f"WHERE thread_id = ? AND checkpoint_ns = ? AND ({pairs})")
+    args = [row.thread_id, row.checkpoint_ns, *(x for pair in versions.items() for x in pair)]
+    return [CHECKPOINT_BLOBS.load(r) for r in db.execute(query, args)]
+
+
+_WRITES_OF = CHECKPOINT_WRITES.select(
+    "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+    " ORDER BY task_path, task_id, idx"
+)
+
+
+def _writes(db: sqlite3.Connection, row: CheckpointRow) -> list[WriteRow]:
+    """A checkpoint's pending writes, by task and index."""
+    args = (row.thread_id, row.checkpoint_ns, row.checkpoint_id)
+    return [CHECKPOINT_WRITES.load(r) for r in db.execute(_WRITES_OF, args)]
+
+
 class SQLiteCheckpoints(SQLiteBase):
     """The :class:`CheckpointStore` part of :class:`~runyard.store.SQLiteStore`."""
 
@@ -134,47 +192,23 @@ class SQLiteCheckpoints(SQLiteBase):
         before: str | None = None,
         limit: int | None = None,
     ) -> list[CheckpointRow]:
-        clauses: list[str] = []
-        args: list[str | int] = []
-        for condition, value in (
-            ("thread_id = ?", thread_id),
-            ("checkpoint_ns = ?", checkpoint_ns),
-            ("checkpoint_id < ?", before),
-        ):
-            if value is not None:
-                clauses.append(condition)
-                args.append(value)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        tail = " ORDER BY checkpoint_id DESC"
-        if limit is not None:
-            tail += " LIMIT ?"
-            args.append(limit)
-        query = CHECKPOINTS.select(where + tail)
-        return await self._read(lambda db: [CHECKPOINTS.load(r) for r in db.execute(query, args)])
+        return await self._read(lambda db: _rows(db, thread_id, checkpoint_ns, None, before, limit))
 
-    async def get_blobs(
-        self, thread_id: str, checkpoint_ns: str, versions: dict[str, str]
-    ) -> list[BlobRow]:
-        if not versions:
-            return []
-        pairs = " OR ".join("(channel = ? AND version = ?)" for _ in versions)
-        query = CHECKPOINT_BLOBS.select(f"WHERE thread_id = ? AND checkpoint_ns = ? AND ({pairs})")
-        args = [thread_id, checkpoint_ns, *(x for pair in versions.items() for x in pair)]
-        return await self._read(
-            lambda db: [CHECKPOINT_BLOBS.load(r) for r in db.execute(query, args)]
-        )
+    async def load_checkpoints(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        *,
+        checkpoint_id: str | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        versions_of: Callable[[CheckpointRow], dict[str, str]],
+    ) -> list[LoadedCheckpoint]:
+        def load(db: sqlite3.Connection) -> list[LoadedCheckpoint]:
+            rows = _rows(db, thread_id, checkpoint_ns, checkpoint_id, before, limit)
+            return [(row, _blobs(db, row, versions_of(row)), _writes(db, row)) for row in rows]
 
-    async def get_writes(
-        self, thread_id: str, checkpoint_ns: str, checkpoint_id: str
-    ) -> list[WriteRow]:
-        query = CHECKPOINT_WRITES.select(
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-            " ORDER BY task_path, task_id, idx"
-        )
-        args = (thread_id, checkpoint_ns, checkpoint_id)
-        return await self._read(
-            lambda db: [CHECKPOINT_WRITES.load(r) for r in db.execute(query, args)]
-        )
+        return await self._read(load)
 
     async def delete_checkpoints(
         self, *, thread_id: str | None = None, run_ids: list[str] | None = None
