@@ -8,9 +8,10 @@ time"). On a loop of its own LangGraph runs at its in-process speed, and the
 two sides talk through three doors:
 
 - :meth:`GraphLoop.run` (trio → asyncio): run a coroutine on the loop and
-  await its result. A trio cancel cancels the asyncio task and waits (a
-  bounded, shielded wait) for it to end, so a node's ``finally`` blocks run
-  before the run's cleanup.
+  await its result, which comes after everything the coroutine posted (so a
+  run's last events are logged before its final state, however it ended). A
+  trio cancel cancels the asyncio task and waits (a bounded, shielded wait)
+  for it to end, so a node's ``finally`` blocks run before the run's cleanup.
 - :meth:`GraphLoop.post` (asyncio → trio, no answer): queue a plain function
   to run on trio. Posts run in order, in batches: one trio wake-up carries
   every post made since the last, so a run streaming thousands of events
@@ -94,13 +95,13 @@ class GraphLoop:
         loop = self._loop
         if loop is None:
             raise ShuttingDown("the server is shutting down")
-        token = self.token
         done = trio.Event()
         started: list[asyncio.Task[T]] = []
 
         def start() -> None:
             task = loop.create_task(fn(*args))
-            task.add_done_callback(lambda _: token.run_sync_soon(done.set))
+            # Posted, so the caller resumes only after what the task posted before it ended.
+            task.add_done_callback(lambda _: self.post(done.set))
             started.append(task)
 
         loop.call_soon_threadsafe(start)

@@ -167,25 +167,28 @@ async def run_graph(graph: Any, graph_id: str, input: JSON, ctx: GraphRunContext
         current_gate.reset(token)
     if final is None:  # nothing left to run (a resumed run that had finished)
         return ctx.thread_state.values
-    return jsonable(final)
+    return final
 
 
 async def _forward(stream: Any, view: GraphStream, ctx: GraphRunContext) -> Any:
     """Log the run's events as the graph streams them, each checkpoint behind its events.
 
-    Returns the last root ``values`` chunk. Root ``values`` and ``updates``
+    Returns the last root ``values`` chunk, as JSON. Root ``values`` and ``updates``
     wait in the gate for their step's checkpoint, unless the graph saves only
     at exit (nothing to keep them in step with); every other event is logged
     at once. A checkpoint is announced once, though ``debug`` repeats it.
     """
     gate = ctx.gate
     in_step = ctx.options.get("durability") != "exit"
-    final: Any = None
+    last: Any = None  # the last root values chunk
+    last_json: Any = None  # the same as JSON, when it was logged (converted once)
     announced: tuple[str, str] | None = None
     async for namespace, mode, chunk in stream:
         if not namespace and mode == "values":
-            final = chunk
+            last, last_json = chunk, None
         for name, data in view.shape(namespace, mode, chunk):
+            if name == "values":
+                last_json = data
             if in_step and not namespace and mode in STATE_MODES:
                 gate.hold_event(name, data)
             else:
@@ -199,7 +202,9 @@ async def _forward(stream: Any, view: GraphStream, ctx: GraphRunContext) -> Any:
             await gate.commit(checkpoint_id)
         else:
             gate.release(ns, checkpoint_id)
-    return final
+    if last is None:
+        return None
+    return jsonable(last) if last_json is None else last_json
 
 
 def _checkpoint_of(mode: str, chunk: Any) -> tuple[str, str] | None:
