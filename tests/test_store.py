@@ -15,6 +15,7 @@ import trio
 from runyard.errors import StoreError, StoreUnusable
 from runyard.model import (
     CancelReason,
+    Cron,
     ErrorInfo,
     MultitaskStrategy,
     Run,
@@ -184,6 +185,11 @@ SCHEMA_2_TABLES = {
     "items",
 }
 SCHEMA_2_INDEXES = ["idx_assistants_owner_graph_id", "idx_checkpoints_run_id"]
+# What schema 3 added: crons and the webhook outbox.
+SCHEMA_3_TABLES = {"crons", "webhooks", "webhook_attempts"}
+SCHEMA_3_INDEXES = [
+    "idx_crons_next_run_at", "idx_crons_owner_created_at", "idx_webhooks_state_next_attempt_at"
+]  # fmt: skip
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[tuple[str, str, int, int]]:
@@ -199,12 +205,12 @@ def _tables_and_indexes(conn: sqlite3.Connection) -> tuple[set[str], list[str]]:
     return tables, sorted(r[0] for r in indexes)
 
 
-async def test_migrating_a_fresh_file_creates_the_columns_keys_and_indexes_of_schema_2(
+async def test_migrating_a_fresh_file_creates_the_columns_keys_and_indexes_of_schema_3(
     store: SQLiteStore, db_path: str
 ) -> None:
     conn = sqlite3.connect(db_path)
     tables, indexes = _tables_and_indexes(conn)
-    assert tables == set(SCHEMA_1) | SCHEMA_2_TABLES
+    assert tables == set(SCHEMA_1) | SCHEMA_2_TABLES | SCHEMA_3_TABLES
     for table, columns in SCHEMA_1.items():
         added = [("interrupts", "TEXT", 0, 0)] if table == "threads" else []
         assert _columns(conn, table) == columns + added
@@ -214,7 +220,7 @@ async def test_migrating_a_fresh_file_creates_the_columns_keys_and_indexes_of_sc
         ("checkpoint_id", "TEXT", 1, 3),
     ]
     assert indexes == sorted(
-        ["idx_runs_status", "idx_runs_thread_id_created_at", *SCHEMA_2_INDEXES]
+        ["idx_runs_status", "idx_runs_thread_id_created_at", *SCHEMA_2_INDEXES, *SCHEMA_3_INDEXES]
     )
     assert conn.execute("PRAGMA index_info(idx_runs_thread_id_created_at)").fetchall() == [
         (0, 1, "thread_id"),
@@ -250,17 +256,49 @@ async def test_a_database_written_by_schema_1_is_upgraded_in_place_and_reads_bac
     )
     assert thread == Thread("t", 1.0, 2.0, {}, ThreadStatus.BUSY, None, owner="ann")
     assert [(e.seq, e.event, e.value()) for e in events] == [(0, "metadata", {"run_id": "r"})]
-    # Schema 1's tables are kept as they were written; schema 2 only adds.
+    # Schema 1's tables are kept as they were written; schemas 2 and 3 only add.
     assert set(conn.execute("SELECT * FROM sqlite_master").fetchall()) > {
         row for row in schema if row[1] != "threads"
     }
-    assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
     fresh = SQLiteStore(str(tmp_path / "fresh.sqlite3"))
     await fresh.open()
     await fresh.aclose()
     fresh_conn = sqlite3.connect(fresh.path)
     assert _tables_and_indexes(conn) == _tables_and_indexes(fresh_conn)
     for table in _tables_and_indexes(conn)[0]:
+        assert _columns(conn, table) == _columns(fresh_conn, table)
+
+
+async def test_a_database_written_by_schema_2_gains_crons_and_the_outbox_and_keeps_its_rows(
+    db_path: str, tmp_path: Path
+) -> None:
+    # A schema 2 file: the newest one less what schema 3 added.
+    written = SQLiteStore(db_path)
+    await written.open()
+    await written.put_thread(Thread("t", 1.0, 2.0, {"k": "v"}, owner="ann"))
+    await written.aclose()
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for table in SCHEMA_3_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        thread = await store.get_thread("t")
+        cron = Cron("c", "echo", None, "@daily", None, {}, {}, 1.0, 1.0, 86400.0, owner="ann")
+        await store.put_cron(cron)
+        assert await store.get_cron("c") == cron
+    finally:
+        await store.aclose()
+    assert thread == Thread("t", 1.0, 2.0, {"k": "v"}, owner="ann")
+    assert conn.execute("SELECT value FROM meta").fetchone() == ("3",)
+    fresh = SQLiteStore(str(tmp_path / "fresh.sqlite3"))
+    await fresh.open()
+    await fresh.aclose()
+    fresh_conn = sqlite3.connect(fresh.path)
+    assert _tables_and_indexes(conn) == _tables_and_indexes(fresh_conn)
+    for table in SCHEMA_3_TABLES:
         assert _columns(conn, table) == _columns(fresh_conn, table)
 
 

@@ -69,6 +69,15 @@ class Settings:
     max_waits_per_owner: int = 1000
     max_event_bytes: int = 1024 * 1024
     max_events_per_run: int = 1_000_000
+    # Crons and webhooks (docs/crons.md, docs/webhooks.md).
+    cron_check_interval: float = 1.0  # seconds between the scheduler's looks for due crons
+    webhook_secret: str = ""  # the HMAC key of the X-Runyard-Signature header; "": unsigned
+    # Hosts, addresses or networks (CIDR) a webhook may reach although they are loopback,
+    # link-local or private (refused otherwise).
+    webhook_allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    webhook_timeout: float = 10.0  # seconds one attempt may take
+    webhook_retry_for: float = 3600.0  # seconds after the run's end that attempts may go on
+    webhook_backoff: float = 2.0  # seconds before the first retry, doubled each time (to 5 min)
 
     @property
     def durable(self) -> bool:
@@ -141,7 +150,9 @@ def _is_loopback(host: str) -> bool:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 # Seconds that 0 would turn into a busy loop.
-_POSITIVE = frozenset({"purge_interval", "heartbeat"})
+_POSITIVE = frozenset(
+    {"purge_interval", "heartbeat", "cron_check_interval", "webhook_timeout", "webhook_backoff"}
+)
 _CHOICES = {
     "durability": ("events", "final"),
     "log_level": LEVELS,

@@ -141,10 +141,11 @@ class RunRequest:
     # LangGraph's options for a graph run (command, checkpoint, interrupt_before, ...).
     options: dict[str, JSON] = dataclasses.field(default_factory=dict)
     on_completion: str = "keep"  # "delete": a thread-less run's thread goes when it ends
+    webhook: str | None = None  # POSTed the run's final state (runyard.webhooks)
 
     def kwargs(self) -> dict[str, JSON]:
         """What a run row keeps of the request, enough to start it again."""
-        return {
+        kept: dict[str, JSON] = {
             "input": self.input,
             "config": self.config,
             "stream_mode": self.stream_mode,
@@ -153,6 +154,9 @@ class RunRequest:
             "on_completion": self.on_completion,
             **self.options,
         }
+        if self.webhook is not None:
+            kept["webhook"] = self.webhook
+        return kept
 
     @classmethod
     def of(cls, run: Run) -> RunRequest:
@@ -171,6 +175,7 @@ class RunRequest:
             owner=run.owner,
             options={k: v for k, v in kw.items() if k in GRAPH_OPTIONS},
             on_completion=str(kw.get("on_completion") or "keep"),
+            webhook=kw.get("webhook"),
         )
 
 
@@ -250,6 +255,13 @@ class Assistant:
     owner: str = ""
 
 
+# What a label of an item's namespace may not hold: a period (LangGraph's GET joins
+# labels with them), the unit separator or NUL (the store joins labels with those).
+LABEL_FORBIDDEN = (".", "\x1f", "\x00")
+# A hundred years: a longer time to live for an item is a mistake.
+MAX_TTL_MINUTES = 100 * 366 * 24 * 60
+
+
 @dataclasses.dataclass(slots=True)
 class Item:
     """One document of the long-term memory store, under a namespace path."""
@@ -261,3 +273,63 @@ class Item:
     updated_at: float
     owner: str = ""
     expires_at: float | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Cron:
+    """A schedule that starts an ordinary run at each of its times (LangGraph's cron)."""
+
+    cron_id: str
+    assistant_id: str
+    thread_id: str | None  # None: each run gets a thread of its own
+    schedule: str  # a cron expression: 5 fields, or 6 with seconds last
+    timezone: str | None  # an IANA name; None: UTC
+    payload: dict[str, JSON]  # the run each time starts (runyard.crons.request_of)
+    metadata: dict[str, JSON]
+    created_at: float
+    updated_at: float
+    next_run_at: float | None  # the next time it fires; None: no time is left before end_time
+    end_time: float | None = None
+    enabled: bool = True
+    on_run_completed: str | None = None  # thread-less: "delete" (the default) or "keep"
+    owner: str = ""
+    # A time claimed whose run is not written yet: its token (the run carries it) and when.
+    claim: str | None = None
+    claimed_at: float | None = None
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  # an attempt is due, or under way
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed until the retry time ran out
+    REFUSED = "refused"  # the URL resolves to an address webhooks may not reach
+
+
+@dataclasses.dataclass(slots=True)
+class Delivery:
+    """A run's webhook: its final state, to be POSTed to ``url``, and how that went so far."""
+
+    run_id: str
+    thread_id: str
+    owner: str
+    url: str
+    body: dict[str, JSON]  # what the receiver gets (``webhook_sent_at`` is added at each attempt)
+    created_at: float
+    next_attempt_at: float  # when the next attempt is due; while one is under way, its lease
+    updated_at: float
+    attempts: int = 0
+    state: DeliveryState = DeliveryState.PENDING
+
+
+@dataclasses.dataclass(slots=True)
+class DeliveryAttempt:
+    """One POST of a webhook, as it went."""
+
+    run_id: str
+    attempt: int  # from 1
+    at: float
+    # "delivered"; "rejected" (not 2xx), "timeout", "unreachable", "error": tried again;
+    # "refused": an address webhooks may not reach.
+    outcome: str
+    status_code: int | None
+    seconds: float

@@ -8,7 +8,8 @@ cancelled → ``interrupted`` with the reason given (``shutdown`` when nobody
 gave one: the whole supervisor was cancelled).
 
 :func:`final_state` is the one builder of what the end of a run writes, for
-a run that ends here and for one that recovery ends after a crash.
+a run that ends here and for one that recovery ends after a crash. A run
+with a ``webhook`` puts it in the outbox with that final state (:func:`webhook_of`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .events import RunLog
 from .model import (
     JSON,
     CancelReason,
+    Delivery,
     ErrorInfo,
     Event,
     Run,
@@ -30,6 +32,7 @@ from .model import (
     thread_status_after,
 )
 from .store import FinalState, ThreadState
+from .wire import iso, run_json
 
 log = logging.getLogger("runyard.outcome")
 
@@ -95,7 +98,8 @@ def final_state(
     was exactly that), ``error`` on failure, and ``end``. The thread's
     status changes only when no other run of it is waiting
     (``thread_idle_after``); a graph's ``thread_state`` gives the thread its
-    values and pending interrupts. A rollback deletes the run instead.
+    values and pending interrupts. A rollback deletes the run instead (and
+    sends no webhook: there is no run left to tell of).
     """
     rid = run.run_id
     events: list[Event] = []
@@ -111,6 +115,8 @@ def final_state(
     if thread_idle_after:
         pending = thread_state is not None and bool(thread_state.interrupts or thread_state.waiting)
         thread_status = thread_status_after(outcome.status, pending_interrupts=pending)
+    delete = outcome.cancel_reason is CancelReason.ROLLBACK
+    values = thread_state.values if thread_state is not None else outcome.output
     return FinalState(
         run_id=rid,
         thread_id=run.thread_id,
@@ -121,8 +127,43 @@ def final_state(
         updated_at=at,
         events=events,
         thread_status=thread_status,
-        delete=outcome.cancel_reason is CancelReason.ROLLBACK,
+        delete=delete,
         thread_state=thread_state,
+        webhook=None if delete else webhook_of(run, outcome, at=at, values=values),
+    )
+
+
+def webhook_of(run: Run, outcome: Outcome, *, at: float, values: JSON) -> Delivery | None:
+    """The outbox row of a run with a ``webhook``: the reference server's body, the run
+    as it ended (``error`` included) with its start and end times and its ``values``."""
+    url = run.kwargs.get("webhook")
+    if not isinstance(url, str) or not url:
+        return None
+    ended = dataclasses.replace(
+        run,
+        status=outcome.status,
+        cancel_reason=outcome.cancel_reason,
+        error=outcome.error,
+        output=outcome.output,
+        updated_at=at,
+    )
+    # Still the in-memory row: its last change was the running mark, if it ran.
+    started = iso(run.updated_at) if run.status is RunStatus.RUNNING else None
+    body: dict[str, JSON] = {
+        **run_json(ended),
+        "run_started_at": started,
+        "run_ended_at": iso(at),
+        "values": values if outcome.status is RunStatus.SUCCESS else None,
+    }
+    return Delivery(
+        run_id=run.run_id,
+        thread_id=run.thread_id,
+        owner=run.owner,
+        url=url,
+        body=body,
+        created_at=at,
+        next_attempt_at=at,
+        updated_at=at,
     )
 
 

@@ -24,6 +24,7 @@ The nursery tree (see docs/architecture.md)::
         ├── GraphLoop.serve         graphs' asyncio loop, in a thread; stopped after the writer
         └── runs nursery
             ├── recovery, then purge_forever (expired items; old runs with data_retention)
+            ├── CronScheduler.serve, Webhooks.serve (crons; the webhook outbox)
             └── run task (one a run) each under its own CancelScope
 """
 
@@ -40,6 +41,8 @@ from .assistants import Assistants
 from .commit import CommitWriter
 from .config import Settings
 from .coordinator import LocalCoordinator
+from .cron_scheduler import CronScheduler
+from .crons import Crons
 from .errors import Conflict, NotFound
 from .events import EventBus, LocalEventBus, Subscription
 from .feed import RunFeed
@@ -57,6 +60,7 @@ from .store import Store
 from .store.items import ItemStore
 from .thread_state import ThreadStates
 from .threads import Threads
+from .webhooks import Webhooks
 
 log = logging.getLogger("runyard.supervisor")
 
@@ -92,6 +96,14 @@ class Supervisor:
             self.runner,
         )  # fmt: skip
         self.items: ItemStore = store  # the memory store's items, for the store API
+        self.cron_scheduler = CronScheduler(
+            store, self.create_run, lambda: self.accepting, interval=settings.cron_check_interval
+        )
+        self.webhooks = Webhooks(store, settings, self.feed)
+        self.crons = Crons(
+            store, self.assistants, self.threads,
+            wake=self.cron_scheduler.wake, check_webhook=self.webhooks.policy.check_url,
+        )  # fmt: skip
         self.graph_loop: GraphLoop | None = None
         if any(agent.graph is not None for agent in agents.all()):
             from .graph_run import GraphHost  # LangGraph is an optional extra
@@ -136,10 +148,12 @@ class Supervisor:
                     )  # fmt: skip
                     keep, every = self.settings.data_retention, self.settings.purge_interval
                     runs.start_soon(purge_forever, self.store, keep, every)
+                    runs.start_soon(self.cron_scheduler.serve, name="cron scheduler")
+                    runs.start_soon(self.webhooks.serve, name="webhook sender")
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
-                    runs.cancel_scope.cancel()  # only retention timers are left
+                    runs.cancel_scope.cancel()  # only timers are left: retention, crons, webhooks
             finally:
                 self.accepting = False
                 with trio.move_on_after(self.settings.cleanup_deadline, shield=True):
@@ -220,6 +234,8 @@ class Supervisor:
     async def create_run(self, request: RunRequest) -> RunHandle:
         """Persist a new ``pending`` run and start its task (see :mod:`runyard.admission`)."""
         assert self._nursery is not None, "serve() has started"
+        if request.webhook is not None:
+            self.webhooks.policy.check_url(request.webhook)  # Invalid names the field
         return await self.admission.admit(request, self._nursery, lambda: self.accepting)
 
     def watch(self) -> trio.MemoryReceiveChannel[Run]:

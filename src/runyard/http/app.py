@@ -19,10 +19,13 @@ from ..supervisor import Supervisor
 from . import access, errors, metrics
 from .assistants import assistants
 from .context import EXTENSION, Runyard, supervisor
+from .crons import crons
+from .docs_page import docs
 from .items import items
 from .meta import meta
 from .runs import runs
 from .threads import threads
+from .webhooks import webhooks
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -40,9 +43,11 @@ def create_app(supervisor: Supervisor, settings: Settings | None = None) -> Quar
     access.install(app)
     app.before_request(_asyncio_loop)
     app.after_request(_close_when_draining)
-    for blueprint in (meta, assistants, threads, runs):
+    for blueprint in (meta, docs, assistants, threads, runs):
         app.register_blueprint(blueprint)
     app.register_blueprint(items)
+    app.register_blueprint(crons)
+    app.register_blueprint(webhooks)
     return app
 
 

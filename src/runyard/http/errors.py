@@ -2,7 +2,9 @@
 
 Handlers raise runyard's own exception types; these handlers turn them into
 ``{"detail": "..."}`` bodies. Anything unexpected becomes a 500 whose body
-says nothing of the exception; the traceback goes to the log.
+says nothing of the exception; the traceback goes to the log. A store
+failure's own words (they may quote SQLite) go to the log too; the client
+reads a fixed sentence. ``/openapi.json`` reads its statuses from here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from quart import Quart, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..errors import (
     BadRequest,
@@ -29,6 +31,8 @@ log = logging.getLogger("runyard.http")
 
 # Seconds a client should wait before retrying a run refused during shutdown.
 RETRY_AFTER_SECONDS = 5
+# What a client reads when the store failed: its own message may quote SQLite.
+STORE_DETAIL = "the database is unavailable; retry later"
 
 STATUS: dict[type[RunyardError], int] = {
     BadRequest: 400,
@@ -43,18 +47,34 @@ STATUS: dict[type[RunyardError], int] = {
 }
 
 
+# The header each of these statuses carries, with what it tells the client.
+HEADERS = {
+    401: ("WWW-Authenticate", "the scheme to authenticate with: Bearer"),
+    429: ("Retry-After", "seconds to wait before trying again"),
+    503: ("Retry-After", "seconds to wait before trying again"),
+}
+_HEADER_VALUES = {
+    401: 'Bearer realm="runyard"',
+    429: str(RETRY_AFTER_SECONDS),
+    503: str(RETRY_AFTER_SECONDS),
+}
+
+
 def error_response(status: int, detail: str) -> Response:
     response = jsonify({"detail": detail})
     response.status_code = status
-    if status in (429, 503):
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="runyard"'
+    if status in HEADERS:
+        response.headers[HEADERS[status][0]] = _HEADER_VALUES[status]
     return response
 
 
 def status_of(exc: RunyardError) -> int:
-    for cls in type(exc).__mro__:
+    return status_for(type(exc))
+
+
+def status_for(kind: type[RunyardError]) -> int:
+    """The status of an error type (of its nearest mapped base); 500 if none is mapped."""
+    for cls in kind.__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
@@ -65,6 +85,9 @@ def install(app: Quart) -> None:
 
     @app.errorhandler(RunyardError)
     async def runyard_error(exc: RunyardError) -> Response:
+        if isinstance(exc, StoreError):
+            log.warning("http.store_error", extra={"detail": exc.detail})
+            return error_response(status_of(exc), STORE_DETAIL)
         return error_response(status_of(exc), exc.detail)
 
     @app.errorhandler(HTTPException)
@@ -75,7 +98,10 @@ def install(app: Quart) -> None:
             405: "method not allowed",
             413: "request body too large",
         }.get(status, (exc.name or "error").lower())
-        return error_response(status, detail)
+        response = error_response(status, detail)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # RFC 9110 asks for it
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

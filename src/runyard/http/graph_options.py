@@ -1,91 +1,99 @@
 """The LangGraph fields of a run body: resume, fork, interrupt, stream subgraphs.
 
-Each is checked here (422 naming the field, 400 for a ``command`` without a
-thread to resume) and kept as sent in the run's options, which a graph run
-reads (:mod:`runyard.graph_run`) and a plain runyard agent ignores.
+:class:`GraphOptions` declares them; the run-create body
+(:class:`~.bodies.RunCreate`) extends it, so they are checked with the rest of
+the body (422 naming the field) and documented with it. What passes is kept
+as sent in the run's options, which a graph run reads
+(:mod:`runyard.graph_run`) and a plain runyard agent ignores. A ``command``
+needs a thread to resume: without one it is a 400.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from ..errors import BadRequest, Invalid
-from ..model import JSON
-from .schema import field
+from pydantic import ConfigDict, Field
 
-DURABILITY = ("sync", "async", "exit")  # when a graph's checkpoints are saved
-ON_COMPLETION = ("delete", "keep")  # what becomes of a thread-less run's thread
-COMMAND_KEYS = frozenset({"resume", "update", "goto", "graph"})
+from ..errors import BadRequest
+from ..model import JSON, RunRequest
+from .schema import Body, Object
+
+# The defaults of a run request, stated once in the model.
+REQUEST_DEFAULTS = RunRequest(assistant_id="")
 
 
-def graph_options(body: Mapping[str, JSON], *, thread_id: str | None) -> dict[str, JSON]:
-    """The LangGraph options of a run-create body, validated; absent ones left out."""
-    options: dict[str, JSON] = {}
-    command = field(body, "command", dict, None)
-    if command is not None:
-        if thread_id is None:
+class Checkpoint(Body):
+    """Where in a thread's history: a checkpoint's id, namespace and map."""
+
+    checkpoint_id: str | None = Field(default=None, description="none: the newest")
+    checkpoint_ns: str = Field(
+        default="", description="the (sub)graph's namespace; '' for the root"
+    )
+    checkpoint_map: Object | None = None
+
+
+class Send(Body):
+    """A node to go to, with the input it gets."""
+
+    node: str
+    input: Any = None
+
+
+class Command(Body):
+    """Resume an interrupted graph, update its state or send it to nodes (LangGraph's Command)."""
+
+    # A misspelt key would resume nothing without a word: refused instead.
+    model_config = ConfigDict(extra="forbid")
+
+    resume: Any = None
+    update: Any = None
+    goto: str | Send | list[str | Send] | None = None
+    graph: str | None = None
+
+
+Nodes = Annotated[
+    Literal["*"] | list[str], Field(description="'*' (every node) or a list of node names")
+]
+
+
+class GraphOptions(Body):
+    """The fields of a run body that only a LangGraph graph reads."""
+
+    command: Command | None = None
+    checkpoint: Checkpoint | None = Field(
+        default=None, description="run from this checkpoint (a fork)"
+    )
+    checkpoint_id: str | None = Field(default=None, description="the same, by its id alone")
+    interrupt_before: Nodes | None = None
+    interrupt_after: Nodes | None = None
+    stream_subgraphs: bool = Field(default=False, description="stream the subgraphs' events too")
+    resume_on_restart: bool | None = Field(
+        default=None,
+        description="after a crash, go on from the last checkpoint (default: the server's)",
+    )
+    durability: Literal["sync", "async", "exit"] | None = Field(
+        default=None, description="when checkpoints are saved"
+    )
+    on_completion: Literal["delete", "keep"] = Field(
+        default=REQUEST_DEFAULTS.on_completion,  # type: ignore[arg-type]
+        description="what becomes of a thread-less run's thread when the run ends",
+    )
+
+    def options(self, *, thread_id: str | None) -> dict[str, JSON]:
+        """The run's options: the fields that were given, as sent (less their nulls)."""
+        if self.command is not None and thread_id is None:
             raise BadRequest("a run with 'command' resumes a thread: start it on one")
-        unknown = sorted(set(command) - COMMAND_KEYS)
-        if unknown:
-            raise Invalid(f"field 'command' has unknown key {unknown[0]!r}")
-        _check_goto(command.get("goto"))
-        options["command"] = command
-    checkpoint = _checkpoint(body)
-    if checkpoint is not None:
-        options["checkpoint"] = checkpoint
-    for name in ("interrupt_before", "interrupt_after"):
-        nodes = _nodes(body.get(name), name)
-        if nodes is not None:
-            options[name] = nodes
-    if field(body, "stream_subgraphs", bool, False):
-        options["stream_subgraphs"] = True
-    resume = field(body, "resume_on_restart", bool, None)
-    if resume is not None:
-        options["resume_on_restart"] = resume
-    durability = field(body, "durability", str, None)
-    if durability is not None:
-        if durability not in DURABILITY:
-            raise Invalid(f"field 'durability' must be one of {', '.join(DURABILITY)}")
-        options["durability"] = durability
-    return options
-
-
-def on_completion(body: Mapping[str, JSON]) -> str:
-    value = field(body, "on_completion", str, "keep")
-    if value not in ON_COMPLETION:
-        raise Invalid(f"field 'on_completion' must be one of {', '.join(ON_COMPLETION)}")
-    return value
-
-
-def _checkpoint(body: Mapping[str, JSON]) -> dict[str, JSON] | None:
-    """``checkpoint`` (an object) or ``checkpoint_id`` (its id alone): where to run from."""
-    checkpoint = field(body, "checkpoint", dict, None)
-    checkpoint_id = field(body, "checkpoint_id", str, None)
-    if checkpoint is None and checkpoint_id is None:
-        return None
-    found = dict(checkpoint or {})
-    if checkpoint_id is not None:
-        found["checkpoint_id"] = checkpoint_id
-    for key in ("checkpoint_id", "checkpoint_ns"):
-        if found.get(key) is not None and not isinstance(found[key], str):
-            raise Invalid(f"field 'checkpoint.{key}' must be a string")
-    return found
-
-
-def _nodes(value: JSON, name: str) -> JSON:
-    """``"*"`` or a list of node names."""
-    if value is None or value == "*":
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise Invalid(f"field '{name}' must be '*' or a list of node names")
-
-
-def _check_goto(goto: JSON) -> None:
-    items = goto if isinstance(goto, list) else [goto]
-    for item in items:
-        if item is None or isinstance(item, str):
-            continue
-        if isinstance(item, dict) and isinstance(item.get("node"), str):
-            continue
-        raise Invalid("field 'command.goto' must be node names or {node, input} objects")
+        given = self.model_dump(
+            include={"command", "interrupt_before", "interrupt_after", "durability"},
+            exclude_unset=True,
+        )
+        checkpoint = self.checkpoint.model_dump(exclude_unset=True) if self.checkpoint else None
+        if self.checkpoint_id is not None:
+            checkpoint = {**(checkpoint or {}), "checkpoint_id": self.checkpoint_id}
+        if checkpoint is not None:
+            given["checkpoint"] = checkpoint
+        if self.stream_subgraphs:
+            given["stream_subgraphs"] = True
+        if self.resume_on_restart is not None:
+            given["resume_on_restart"] = self.resume_on_restart
+        return given

@@ -41,7 +41,7 @@ from ..model import RunStatus
 from ..runner import agent_label
 from ..stats import STORE, Histogram, HttpStats
 from ..supervisor import Supervisor
-from .openapi import Routes
+from .routes import Media, Routes
 
 access_log = logging.getLogger("runyard.access")
 
@@ -92,7 +92,12 @@ def http_stats() -> HttpStats:
     return found.http
 
 
-@route("/metrics", "GET", summary="Prometheus metrics (text format)")
+@route(
+    "/metrics",
+    "GET",
+    summary="Prometheus metrics (text format)",
+    answers={200: Media(CONTENT_TYPE, "Prometheus text exposition format")},
+)
 async def metrics_text() -> Response:
     found: Metrics = current_app.extensions[EXTENSION]
     return Response(generate_latest(found.registry), content_type=CONTENT_TYPE)
@@ -141,6 +146,7 @@ class EngineCollector(Collector):
         yield from self._runs()
         yield from self._commits()
         yield from self._store()
+        yield from self._crons_and_webhooks()
         yield from self._requests()
 
     def _service(self) -> Iterator[Metric]:
@@ -262,6 +268,35 @@ class EngineCollector(Collector):
             errors.add_metric([action], STORE.errors[action])
         yield retries
         yield errors
+
+    def _crons_and_webhooks(self) -> Iterator[Metric]:
+        crons = self._supervisor.cron_scheduler.stats
+        yield CounterMetricFamily(
+            "runyard_cron_runs", "Runs the cron scheduler started, one per time", value=crons.fired
+        )
+        skipped = CounterMetricFamily(
+            "runyard_cron_times_skipped",
+            "Cron times whose run was refused (thread gone, busy thread under reject, a limit)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(crons.skipped.items()):
+            skipped.add_metric([reason], n)
+        yield skipped
+        hooks = self._supervisor.webhooks.stats
+        attempts = CounterMetricFamily(
+            "runyard_webhook_attempts", "Webhook POSTs by outcome", labels=["outcome"]
+        )
+        for outcome, n in sorted(hooks.attempts.items()):
+            attempts.add_metric([outcome], n)
+        yield attempts
+        settled = CounterMetricFamily(
+            "runyard_webhooks_settled",
+            "Webhooks delivered, given up (failed) or refused (a forbidden address)",
+            labels=["state"],
+        )
+        for state, n in sorted(hooks.settled.items()):
+            settled.add_metric([state], n)
+        yield settled
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(

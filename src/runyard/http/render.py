@@ -2,40 +2,20 @@
 
 Pure functions of the model's data; the field names and formats are the
 LangGraph API's (``/work/shared/API.md``: "Run object", "Thread object").
+A run's shape lives in :mod:`runyard.wire`, since webhooks send it too.
 """
 
 from __future__ import annotations
 
-import time
-
 from ..model import JSON, Assistant, CancelReason, Run, RunStatus, Thread
+from ..wire import iso as iso  # re-exported: the HTTP API and webhooks share them
+from ..wire import run_json as run_json
 
 # The fields of an assistant a search may ``select`` (all of them by default).
 ASSISTANT_FIELDS = (
     "assistant_id", "graph_id", "name", "description", "config", "context",
     "created_at", "updated_at", "metadata", "version",
 )  # fmt: skip
-
-
-def iso(ts: float) -> str:
-    """Render a unix timestamp as an RFC 3339 string in UTC, as LangGraph does."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}+00:00"
-
-
-def run_json(run: Run) -> dict[str, JSON]:
-    return {
-        "run_id": run.run_id,
-        "thread_id": run.thread_id,
-        "assistant_id": run.assistant_id,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "status": str(run.status),
-        "metadata": run.metadata,
-        "multitask_strategy": str(run.multitask_strategy),
-        "kwargs": run.kwargs,
-        "cancel_reason": None if run.cancel_reason is None else str(run.cancel_reason),
-        "error": None if run.error is None else run.error.to_json(),
-    }
 
 
 def thread_json(thread: Thread) -> dict[str, JSON]:

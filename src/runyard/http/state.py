@@ -9,53 +9,77 @@ The routes join the threads blueprint (:func:`register`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from quart import Response, jsonify
 
-from quart import Response, jsonify, request
-
-from ..errors import Invalid
+from ..errors import BadRequest, Conflict
 from ..model import JSON, Thread
 from ..thread_state import NEWEST, CheckpointRef
-from . import schema
-from .context import body, owner, supervisor
-from .openapi import Routes
+from . import shapes
+from .bodies import HistoryQuery, HistorySearch, StateAt, StateQuery, StateUpdate
+from .context import owner, supervisor
+from .graph_options import Checkpoint
 from .render import thread_state_json
+from .routes import Routes
+
+STATE = {200: shapes.ThreadState}
+HISTORY = {200: list[shapes.ThreadState]}
 
 
 def register(route: Routes) -> None:
     """Add the state and history routes to the threads blueprint."""
-    route("/threads/<thread_id>/state", "GET", summary="The thread's state")(get_state)
-    route("/threads/<thread_id>/state", "POST", summary="Update the thread's state, or fork it")(
-        update_state
+    thread = "/threads/<thread_id>"
+    route(f"{thread}/state", "GET", summary="The thread's state", query=StateQuery, answers=STATE)(
+        get_state
     )
-    route("/threads/<thread_id>/state/<checkpoint_id>", "GET", summary="The state at a checkpoint")(
-        get_state_at
-    )
-    route("/threads/<thread_id>/state/checkpoint", "POST", summary="The state at a checkpoint")(
-        post_state_at
-    )
-    route("/threads/<thread_id>/history", "GET", "POST", summary="Past states, newest first")(
-        history
-    )
+    route(
+        f"{thread}/state",
+        "POST",
+        summary="Update the thread's state, or fork it",
+        body=StateUpdate,
+        answers={200: shapes.StateUpdated},
+        # 400: the thread has no graph; 409: a run is active; 422: the graph refused.
+        raises=(BadRequest, Conflict),
+    )(update_state)
+    route(
+        f"{thread}/state/<checkpoint_id>",
+        "GET",
+        summary="The state at a checkpoint",
+        query=StateQuery,
+        answers=STATE,
+    )(get_state_at)
+    route(
+        f"{thread}/state/checkpoint",
+        "POST",
+        summary="The state at a checkpoint",
+        body=StateAt,
+        answers=STATE,
+    )(post_state_at)
+    route(
+        f"{thread}/history",
+        "GET",
+        summary="Past states, newest first",
+        query=HistoryQuery,
+        answers=HISTORY,
+    )(history)
+    route(
+        f"{thread}/history",
+        "POST",
+        summary="Past states, newest first, filtered",
+        body=HistorySearch,
+        answers=HISTORY,
+    )(search_history)
 
 
-async def get_state(thread_id: str) -> Response:
-    subgraphs = schema.flag(request.args.get("subgraphs"), "subgraphs")
-    return await _state(thread_id, NEWEST, subgraphs)
+async def get_state(thread_id: str, query: StateQuery) -> Response:
+    return await _state(thread_id, NEWEST, query.subgraphs)
 
 
-async def get_state_at(thread_id: str, checkpoint_id: str) -> Response:
-    subgraphs = schema.flag(request.args.get("subgraphs"), "subgraphs")
-    return await _state(thread_id, CheckpointRef(checkpoint_id), subgraphs)
+async def get_state_at(thread_id: str, checkpoint_id: str, query: StateQuery) -> Response:
+    return await _state(thread_id, CheckpointRef(checkpoint_id), query.subgraphs)
 
 
-async def post_state_at(thread_id: str) -> Response:
-    b = schema.body_object(await body())
-    if b.get("checkpoint") is None:
-        raise Invalid("field 'checkpoint' is required")
-    at = checkpoint_ref(b.get("checkpoint"), "checkpoint")
-    return await _state(thread_id, at, schema.field(b, "subgraphs", bool, False))
+async def post_state_at(thread_id: str, body: StateAt) -> Response:
+    return await _state(thread_id, checkpoint_ref(body.checkpoint), body.subgraphs)
 
 
 async def _state(thread_id: str, at: CheckpointRef, subgraphs: bool) -> Response:
@@ -65,31 +89,37 @@ async def _state(thread_id: str, at: CheckpointRef, subgraphs: bool) -> Response
     return jsonify(found if found is not None else thread_state_json(thread))
 
 
-async def update_state(thread_id: str) -> Response:
-    b = schema.body_object(await body())
-    at = checkpoint_ref(b.get("checkpoint") or {}, "checkpoint")
-    chosen = schema.field(b, "checkpoint_id", str, "")  # LangGraph's older field
-    if chosen and at.checkpoint_id is None:
-        at = CheckpointRef(chosen, at.checkpoint_ns, at.checkpoint_map)
-    as_node = schema.field(b, "as_node", str, "") or None
+async def update_state(thread_id: str, body: StateUpdate) -> Response:
+    at = checkpoint_ref(body.checkpoint)
+    if body.checkpoint_id and at.checkpoint_id is None:  # LangGraph's older field
+        at = CheckpointRef(body.checkpoint_id, at.checkpoint_ns, at.checkpoint_map)
     sup = supervisor()
     await sup.threads.get(thread_id, owner=owner())  # a stranger learns nothing, busy or not
     async with sup.threads.quiet(thread_id):
         thread = await sup.threads.get(thread_id, owner=owner())
-        answer = await sup.states.update(thread, b.get("values"), as_node=as_node, at=at)
+        answer = await sup.states.update(thread, body.values, as_node=body.as_node, at=at)
     return jsonify(answer)
 
 
-async def history(thread_id: str) -> Response:
-    """``GET`` takes ``limit`` and ``before`` from the query; ``POST`` from the body, with
-    ``metadata`` (a filter) and ``checkpoint`` (a namespace, or where to start)."""
-    b: Mapping[str, Any] = (
-        request.args if request.method == "GET" else schema.body_object(await body())
+async def history(thread_id: str, query: HistoryQuery) -> Response:
+    return await _history(thread_id, query.limit, query.before, {}, NEWEST)
+
+
+async def search_history(thread_id: str, body: HistorySearch) -> Response:
+    """``metadata`` filters; ``checkpoint`` names a namespace, or where to start."""
+    before = (
+        body.before
+        if isinstance(body.before, str) or body.before is None
+        else (body.before.checkpoint_id)
     )
-    limit, _ = schema.paging(b)
-    before = _before(b.get("before"))
-    metadata = schema.field(b, "metadata", dict, {}) if request.method == "POST" else {}
-    at = checkpoint_ref(b.get("checkpoint") or {}, "checkpoint")
+    return await _history(
+        thread_id, body.limit, before, body.metadata, checkpoint_ref(body.checkpoint)
+    )
+
+
+async def _history(
+    thread_id: str, limit: int, before: str | None, metadata: dict[str, JSON], at: CheckpointRef
+) -> Response:
     sup = supervisor()
     thread = await sup.threads.get(thread_id, owner=owner())
     states = await sup.states.history(thread, limit=limit, before=before, metadata=metadata, at=at)
@@ -101,25 +131,8 @@ def _no_history(thread: Thread) -> list[JSON]:
     return [] if thread.values is None else [thread_state_json(thread)]
 
 
-def checkpoint_ref(value: JSON, name: str) -> CheckpointRef:
-    """A checkpoint object of a body (``checkpoint_id``, ``checkpoint_ns``, ``checkpoint_map``)."""
-    if not isinstance(value, dict):
-        raise Invalid(f"field '{name}' must be an object")
-    checkpoint_id = schema.field(value, "checkpoint_id", str, "")
+def checkpoint_ref(checkpoint: Checkpoint) -> CheckpointRef:
+    """The engine's reference to the checkpoint a body names."""
     return CheckpointRef(
-        checkpoint_id or None,
-        schema.field(value, "checkpoint_ns", str, ""),
-        schema.field(value, "checkpoint_map", dict, None),
+        checkpoint.checkpoint_id or None, checkpoint.checkpoint_ns, checkpoint.checkpoint_map
     )
-
-
-def _before(value: JSON) -> str | None:
-    """``before``: a checkpoint id, or a checkpoint object holding one."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    ref = checkpoint_ref(value, "before")
-    if ref.checkpoint_id is None:
-        raise Invalid("field 'before' must name a checkpoint_id")
-    return ref.checkpoint_id

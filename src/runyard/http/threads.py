@@ -9,84 +9,115 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
-from ..model import JSON
-from . import schema, state
-from .context import body, owner, settings, supervisor
-from .openapi import Routes
+from ..errors import Conflict
+from . import shapes, state
+from .bodies import ThreadCount, ThreadCreate, ThreadPatch, ThreadSearch
+from .context import owner, settings, supervisor
 from .render import thread_json
+from .routes import NO_BODY, Header, Json, Routes
 
 threads = Blueprint("threads", __name__)
 route = Routes(threads)
 state.register(route)
 
 
-@route("/threads", "POST", summary="Create a thread")
-async def create() -> Response:
-    b = schema.body_object(await body())
-    chosen = schema.field(b, "thread_id", str, "")
+# PATCH's "Prefer: return=minimal" asks for a 204 without the thread.
+MINIMAL = "return=minimal"
+
+
+@route(
+    "/threads",
+    "POST",
+    summary="Create a thread",
+    body=ThreadCreate,
+    answers={200: shapes.Thread},
+    raises=(Conflict,),
+)
+async def create(body: ThreadCreate) -> Response:
     thread = await supervisor().threads.create(
-        thread_id=schema.valid_thread_id(chosen) if chosen else None,
-        metadata=schema.metadata(b, settings().max_metadata_bytes),
-        if_exists=schema.choice(b, "if_exists", schema.IF_EXISTS, "raise"),
+        thread_id=body.thread_id,
+        metadata=body.metadata,
+        if_exists=body.if_exists,
         owner=owner(),
     )
     return jsonify(thread_json(thread))
 
 
-@route("/threads/search", "POST", summary="Search threads by metadata, values and status")
-async def search() -> Response:
-    b = schema.body_object(await body())
-    limit, offset = schema.paging(b)
+@route(
+    "/threads/search",
+    "POST",
+    summary="Search threads by metadata, values and status",
+    body=ThreadSearch,
+    answers={200: list[shapes.Thread]},
+)
+async def search(body: ThreadSearch) -> Response:
     found = await supervisor().threads.search(
         owner=owner(),
-        metadata=schema.field(b, "metadata", dict, {}),
-        values=schema.field(b, "values", dict, {}),
-        status=_status(b),
-        limit=limit,
-        offset=offset,
+        metadata=body.metadata,
+        values=body.values,
+        status=None if body.status is None else str(body.status),
+        limit=body.limit,
+        offset=body.offset,
     )
     return jsonify([thread_json(t) for t in found])
 
 
-@route("/threads/count", "POST", summary="Count threads by metadata, values and status")
-async def count() -> Response:
-    b = schema.body_object(await body())
+@route(
+    "/threads/count",
+    "POST",
+    summary="Count threads by metadata, values and status",
+    body=ThreadCount,
+    answers={200: Json(int, "How many threads match")},
+)
+async def count(body: ThreadCount) -> Response:
     found = await supervisor().threads.count(
         owner=owner(),
-        metadata=schema.field(b, "metadata", dict, {}),
-        values=schema.field(b, "values", dict, {}),
-        status=_status(b),
+        metadata=body.metadata,
+        values=body.values,
+        status=None if body.status is None else str(body.status),
     )
     return jsonify(found)
 
 
-def _status(b: dict[str, JSON]) -> str | None:
-    return schema.choice(b, "status", (*schema.THREAD_STATUSES, ""), "") or None
-
-
-@route("/threads/<thread_id>", "GET", summary="Read a thread")
+@route("/threads/<thread_id>", "GET", summary="Read a thread", answers={200: shapes.Thread})
 async def get(thread_id: str) -> Response:
     return jsonify(thread_json(await supervisor().threads.get(thread_id, owner=owner())))
 
 
-@route("/threads/<thread_id>", "PATCH", summary="Merge metadata into a thread's")
-async def patch(thread_id: str) -> Response:
-    b = schema.body_object(await body())
+@route(
+    "/threads/<thread_id>",
+    "PATCH",
+    summary="Merge metadata into a thread's",
+    body=ThreadPatch,
+    headers=(Header("Prefer", {"type": "string"}, f"{MINIMAL}: answer 204, without the thread"),),
+    answers={200: shapes.Thread, 204: NO_BODY},
+)
+async def patch(thread_id: str, body: ThreadPatch) -> Response:
     limit = settings().max_metadata_bytes
     thread = await supervisor().threads.patch(
-        thread_id, metadata=schema.metadata(b, limit), owner=owner(), max_metadata=limit
+        thread_id, metadata=body.metadata, owner=owner(), max_metadata=limit
     )
-    if request.headers.get("Prefer") == "return=minimal":
+    if request.headers.get("Prefer") == MINIMAL:
         return Response(b"", status=204)
     return jsonify(thread_json(thread))
 
 
-@route("/threads/<thread_id>/copy", "POST", summary="Copy a thread with its checkpoints")
+@route(
+    "/threads/<thread_id>/copy",
+    "POST",
+    summary="Copy a thread with its checkpoints",
+    answers={200: shapes.Thread},
+)
 async def copy(thread_id: str) -> Response:
     return jsonify(thread_json(await supervisor().threads.copy(thread_id, owner=owner())))
 
 
-@route("/threads/<thread_id>", "DELETE", summary="Delete a thread (cancels its runs first)")
+@route(
+    "/threads/<thread_id>",
+    "DELETE",
+    summary="Delete a thread (cancels its runs first)",
+    answers={204: NO_BODY},
+)
 async def delete(thread_id: str) -> Response:
     await supervisor().threads.delete(thread_id, owner=owner())
     return Response(b"", status=204)

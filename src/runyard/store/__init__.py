@@ -11,7 +11,8 @@ The package reads in this order:
 - ``queries``: the SQL behind each operation, on one blocking connection.
 - ``retry``: the one bounded back-off for a busy database.
 - ``connection``: the SQLite connections, their threads and lifetime.
-- ``checkpoints``, ``assistants``, ``items``: each part's protocol and SQLite mixin.
+- ``checkpoints``, ``assistants``, ``items``, ``crons``, ``outbox``: each part's
+  protocol and SQLite mixin.
 - ``sqlite``: :class:`SQLiteStore`, all the parts together.
 """
 
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from .assistants import AssistantStore
 from .checkpoints import CheckpointStore
+from .crons import CronStore
 from .interface import (
     Batch,
     BlobRow,
@@ -29,11 +31,12 @@ from .interface import (
     WriteRow,
 )
 from .items import ItemStore
+from .outbox import OutboxStore
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteStore
 
 
-class Store(RunStore, CheckpointStore, AssistantStore, ItemStore, Protocol):
+class Store(RunStore, CheckpointStore, AssistantStore, ItemStore, CronStore, OutboxStore, Protocol):
     """Everything runyard keeps in a database. A PostgreSQL store implements it too."""
 
 

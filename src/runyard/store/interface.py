@@ -14,6 +14,7 @@ from typing import Protocol
 from ..model import (
     JSON,
     CancelReason,
+    Delivery,
     ErrorInfo,
     Event,
     Run,
@@ -39,6 +40,8 @@ class FinalState:
     delete: bool = False  # rollback: remove the run, its events and checkpoints instead
     # A graph run's thread state; None: on success the thread's values are the output.
     thread_state: ThreadState | None = None
+    # The run's webhook, put in the outbox with its final state (runyard.webhooks).
+    webhook: Delivery | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -23,16 +23,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeGuard
 
 from ..errors import Invalid
-from ..model import JSON, Item, now
+from ..model import JSON, LABEL_FORBIDDEN, MAX_TTL_MINUTES, Item, now
 from .connection import SQLiteBase
 from .schema import ITEMS, NAMESPACE_SEPARATOR
 
-# LangGraph's GET encodes a namespace as its labels joined by periods.
-LABEL_FORBIDDEN = (".", NAMESPACE_SEPARATOR, "\x00")
+assert NAMESPACE_SEPARATOR in LABEL_FORBIDDEN, "no label can hold the separator"
 # A wildcard label in a list_namespaces prefix or suffix.
 WILDCARD = "*"
-# A hundred years: a longer time to live is a mistake (and overflows nothing).
-MAX_TTL_MINUTES = 100 * 366 * 24 * 60
 # The largest integer SQLite binds (LIMIT and OFFSET go to SQL).
 SQL_INT_MAX = 2**63 - 1
 # The comparisons a search filter may use on a field, as LangGraph's stores do.

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus, dumps
-from . import checkpoints
+from . import checkpoints, crons, outbox
 from .interface import Batch, FinalState, ThreadState
 from .schema import EVENTS, RUNS, THREADS
 
@@ -156,6 +156,7 @@ def delete_thread(c: sqlite3.Connection, thread_id: str) -> None:
     c.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
     c.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
     checkpoints.delete_for_thread(c, thread_id)
+    crons.delete_for_thread(c, thread_id)
 
 
 # -- runs ---------------------------------------------------------------------
@@ -214,6 +215,7 @@ def purge_some(c: sqlite3.Connection, before: float, limit: int) -> int:
     if ids:
         c.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
         c.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
+    outbox.purge_some(c, before)
     return len(ids)
 
 
@@ -237,6 +239,7 @@ def commit(c: sqlite3.Connection, batch: Batch) -> None:
     """Write ``batch`` in the order :class:`~runyard.store.Batch` documents."""
     c.executemany(_PUT_THREAD, [THREADS.row(t) for _, t in batch.created if t is not None])
     c.executemany(_ADD_RUN, [RUNS.row(r) for r, _ in batch.created])
+    crons.fired(c, [r for r, _ in batch.created])
     c.executemany(
         _START_THREAD,
         [
@@ -279,6 +282,8 @@ def _finish(c: sqlite3.Connection, f: FinalState) -> None:
             updated_at=f.updated_at,
         )
         c.execute(_FINISH_RUN, run)
+        if f.webhook is not None:
+            outbox.add(c, f.webhook)
     if f.thread_status is None:
         return
     at = dict(thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at)

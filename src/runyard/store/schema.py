@@ -29,6 +29,10 @@ from ..errors import StoreUnusable
 from ..model import (
     Assistant,
     CancelReason,
+    Cron,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
     ErrorInfo,
     Event,
     Item,
@@ -41,7 +45,7 @@ from ..model import (
 )
 from .interface import BlobRow, CheckpointRow, WriteRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 R = TypeVar("R")
 _PYTHON_TYPES: dict[str, type] = {"TEXT": str, "REAL": float, "INTEGER": int, "BLOB": bytes}
@@ -352,6 +356,73 @@ ITEMS = Table(
     primary_key=("owner", "namespace", "key"),
 )
 
+# -- schema 3: crons, the webhook outbox ------------------------------------------------
+
+
+def _flag(value: bool) -> int:
+    return int(value)
+
+
+CRONS = Table(
+    "crons",
+    Cron,
+    (
+        Column("cron_id", "TEXT"),
+        Column("owner", "TEXT"),
+        Column("assistant_id", "TEXT"),
+        Column("thread_id", "TEXT"),
+        Column("schedule", "TEXT"),
+        Column("timezone", "TEXT"),
+        _json("payload"),
+        _json("metadata"),
+        Column("on_run_completed", "TEXT"),
+        Column("end_time", "REAL"),
+        Column("enabled", "INTEGER", encode=_flag, decode=bool),
+        Column("next_run_at", "REAL"),
+        Column("claim", "TEXT"),
+        Column("claimed_at", "REAL"),
+        Column("created_at", "REAL"),
+        Column("updated_at", "REAL"),
+    ),
+    primary_key=("cron_id",),
+    indexes=(("next_run_at",), ("owner", "created_at")),
+)
+
+# The outbox: one row per run with a webhook, written with the run's final state.
+WEBHOOKS = Table(
+    "webhooks",
+    Delivery,
+    (
+        Column("run_id", "TEXT"),
+        Column("thread_id", "TEXT"),
+        Column("owner", "TEXT"),
+        Column("url", "TEXT"),
+        _json("body"),
+        Column("created_at", "REAL"),
+        Column("next_attempt_at", "REAL"),
+        Column("updated_at", "REAL"),
+        Column("attempts", "INTEGER"),
+        _enum("state", DeliveryState),
+    ),
+    primary_key=("run_id",),
+    indexes=(("state", "next_attempt_at"),),
+)
+
+WEBHOOK_ATTEMPTS = Table(
+    "webhook_attempts",
+    DeliveryAttempt,
+    (
+        Column("run_id", "TEXT", not_null=True),
+        Column("attempt", "INTEGER", not_null=True),
+        Column("at", "REAL"),
+        Column("outcome", "TEXT"),
+        Column("status_code", "INTEGER"),
+        Column("seconds", "REAL"),
+    ),
+    primary_key=("run_id", "attempt"),
+    without_rowid=True,
+)
+
 TABLES = (
     THREADS,
     RUNS,
@@ -362,6 +433,9 @@ TABLES = (
     ASSISTANTS,
     ASSISTANT_VERSIONS,
     ITEMS,
+    CRONS,
+    WEBHOOKS,
+    WEBHOOK_ATTEMPTS,
 )
 
 # Not described above: it must exist before the version is known, and maps to no record.
@@ -372,12 +446,19 @@ def _upgrade_1(conn: sqlite3.Connection) -> None:
     """Schema 2: threads keep their pending interrupts; checkpoints, assistants, items."""
     conn.execute("ALTER TABLE threads ADD COLUMN interrupts TEXT DEFAULT '{}'")
     db = sqlite_utils.Database(conn)
-    for table in TABLES[TABLES.index(CHECKPOINTS) :]:
+    for table in TABLES[TABLES.index(CHECKPOINTS) : TABLES.index(CRONS)]:
+        table.create(db)
+
+
+def _upgrade_2(conn: sqlite3.Connection) -> None:
+    """Schema 3: crons and the webhook outbox."""
+    db = sqlite_utils.Database(conn)
+    for table in TABLES[TABLES.index(CRONS) :]:
         table.create(db)
 
 
 # UPGRADES[n - 1] brings a file from schema n to n + 1.
-UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_upgrade_1]
+UPGRADES: list[Callable[[sqlite3.Connection], None]] = [_upgrade_1, _upgrade_2]
 assert len(UPGRADES) == SCHEMA_VERSION - 1
 
 

@@ -2,8 +2,9 @@
 
 :class:`SQLiteStore` is the connection base (:mod:`.connection`) with the
 operations of each part of the store: runs, threads and events here,
-checkpoints (:mod:`.checkpoints`), assistants (:mod:`.assistants`) and the
-memory store's items (:mod:`.items`) in mixins of their own.
+checkpoints (:mod:`.checkpoints`), assistants (:mod:`.assistants`), the
+memory store's items (:mod:`.items`), crons (:mod:`.crons`) and the webhook
+outbox (:mod:`.outbox`) in mixins of their own.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from . import queries
 from .assistants import SQLiteAssistants
 from .checkpoints import SQLiteCheckpoints
 from .connection import SQLiteBase
+from .crons import SQLiteCrons
 from .interface import Batch, ThreadState
 from .items import SQLiteItems
+from .outbox import SQLiteOutbox
 
 
-class SQLiteStore(SQLiteCheckpoints, SQLiteAssistants, SQLiteItems, SQLiteBase):
+class SQLiteStore(
+    SQLiteCheckpoints, SQLiteAssistants, SQLiteItems, SQLiteCrons, SQLiteOutbox, SQLiteBase
+):
     """The embedded default :class:`~runyard.store.Store`."""
 
     # -- threads ----------------------------------------------------------------
