@@ -80,10 +80,24 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmarks (docs/benchmarks.md); `-- --peer langgraph` adds langgraph dev,
-    `-- --peer aegra` aegra (own venv, bench/aegra.py), `-- --graphs` runs the graph part alone."""
+    `-- --peer aegra` aegra (own venv, bench/aegra.py), `-- --graphs` runs the graph part alone.
+    `-- capacity [--steps 250,500 --duration 60 --peer ...]` runs the capacity workloads
+    instead (bench/capacity.py: w9 token streams, cancel latency, w3 against the ceiling)."""
     session.install("-e", ".[test,langgraph]")
-    if "langgraph" in session.posargs:
+    if "langgraph" in session.posargs or "--peer" in session.posargs:
         session.install("langgraph-cli[inmem]")
     if "--profile" in session.posargs:
         session.install("py-spy")
+    if session.posargs[:1] == ["capacity"]:
+        session.install("matplotlib")
+        session.run("python", "bench/capacity.py", *session.posargs[1:])
+        return
     session.run("python", "bench/bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """w10, the churn soak (bench/soak.py): 30 minutes of mixed work, sampled each minute,
+    plotted to docs/capacity-soak.png; `-- --minutes 5` for a shorter one. Not in CI."""
+    session.install("-e", ".[test]", "matplotlib")
+    session.run("python", "bench/soak.py", *session.posargs)

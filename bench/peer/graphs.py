@@ -1,6 +1,7 @@
 """The demo agents as LangGraph graphs, for `langgraph dev` (the benchmark's peer)."""
 
 import asyncio
+import time
 from typing import TypedDict
 
 from langgraph.config import get_stream_writer
@@ -24,6 +25,17 @@ async def emit(state: State) -> State:
     return {"done": n}
 
 
+async def stamped(state: State) -> State:
+    """bench/token_agent.py's tokens: each token carries its emit time (monotonic)."""
+    write = get_stream_writer()
+    n = state.get("n", 10)
+    delay = state.get("delay", 0.04)
+    for i in range(n):
+        write({"i": i, "t": time.monotonic(), "token": "hello"})
+        await asyncio.sleep(delay)
+    return {"done": n}
+
+
 async def sleep(state: State) -> State:
     await asyncio.sleep(state.get("delay", 1))
     return {"done": 1}
@@ -39,3 +51,4 @@ def _single(node):
 
 emitter = _single(emit)
 sleepy = _single(sleep)
+tokens = _single(stamped)

@@ -10,11 +10,18 @@ subscriber's channel is full, the log closes that channel and forgets it, and
 the subscriber, once it has drained what it holds, catches up from the tail
 or the store and attaches again. So a slow reader costs the run and the
 other readers nothing, and it still misses nothing.
+
+While :meth:`LocalEventBus.keep_alive` runs, one timer serves every stream's
+heartbeat: the subscribers of a run quiet for a heartbeat interval get an
+empty batch (a *poke*), which ``next(pokes=True)`` hands on. Without it each
+stream needs a timeout of its own on every wait, and at LLM token rates that
+timer cost about a tenth of the server's time per event (docs/capacity.md).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -39,6 +46,7 @@ class RunLog:
         self.next_seq = next_seq  # assigned by the writer when an event is appended
         self.published = next_seq - 1
         self.ended = False
+        self.active_at = -math.inf  # trio time of the last publish or poke
         self._tail: collections.deque[Event] = collections.deque(
             maxlen=None if keep_all else TAIL_EVENTS
         )
@@ -55,6 +63,21 @@ class RunLog:
             return
         self._tail.extend(events)
         self.published = events[-1].seq
+        self.active_at = trio.current_time()
+        self._send(events)
+        if events[-1].event == "end":
+            self.ended = True
+            for send in self._subscribers:
+                send.close()
+            self._subscribers.clear()
+
+    def poke(self, now: float) -> None:
+        """Wake every subscriber with an empty batch (its stream sends a heartbeat)."""
+        if not self.ended:
+            self.active_at = now
+            self._send([])
+
+    def _send(self, events: list[Event]) -> None:
         for send in list(self._subscribers):
             try:
                 send.send_nowait(events)
@@ -65,11 +88,6 @@ class RunLog:
             except trio.BrokenResourceError:
                 # The subscriber went away (its client disconnected).
                 self._subscribers.discard(send)
-        if events[-1].event == "end":
-            self.ended = True
-            for send in self._subscribers:
-                send.close()
-            self._subscribers.clear()
 
     def attach(self) -> trio.MemoryReceiveChannel[list[Event]] | None:
         """A channel of every batch published from now on; None once ended."""
@@ -113,6 +131,15 @@ class EventBus(Protocol):
     def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
         """Every event of the run after ``after_seq``, to its end."""
 
+    @property
+    def keeps_alive(self) -> bool:
+        """Whether quiet runs' subscribers are poked now (:meth:`keep_alive` is running)."""
+
+    async def keep_alive(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Poke the subscribers of every run quiet for ``interval`` s, until cancelled."""
+
     def attach(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]] | None:
         """A channel of the run's batches published from now on; None if none will be."""
 
@@ -130,6 +157,7 @@ class LocalEventBus:
         self._store = store
         self._keep_all = keep_all  # final-state durability: memory is the only copy
         self._logs: dict[str, RunLog] = {}
+        self._keeping = 0  # keep_alive tasks running
 
     def open(self, run_id: str, *, next_seq: int = 0) -> RunLog:
         log = RunLog(run_id, next_seq=next_seq, keep_all=self._keep_all)
@@ -144,6 +172,30 @@ class LocalEventBus:
 
     def subscribe(self, run_id: str, after_seq: int = -1) -> Subscription:
         return Subscription(self, run_id, after_seq)
+
+    @property
+    def keeps_alive(self) -> bool:
+        return self._keeping > 0
+
+    async def keep_alive(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every half ``interval``, poke the runs no event reached for ``interval``.
+
+        A stream so hears from its run at least every 1.5 ``interval``. Cancel
+        it to stop; streams then go back to timers of their own.
+        """
+        self._keeping += 1
+        try:
+            task_status.started()
+            while True:
+                await trio.sleep(interval / 2)
+                now = trio.current_time()
+                for run_log in list(self._logs.values()):
+                    if now - run_log.active_at >= interval:
+                        run_log.poke(now)
+        finally:
+            self._keeping -= 1
 
     def attach(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]] | None:
         log = self._logs.get(run_id)
@@ -174,8 +226,17 @@ class Subscription:
         self._catching_up = True
         self.on_close: Callable[[], None] | None = None  # called once, by close()
 
-    async def next(self) -> list[Event] | None:
-        """The next batch of events, or None when the log has ended."""
+    @property
+    def kept_alive(self) -> bool:
+        """Whether its bus pokes it when the run is quiet (see :meth:`next`)."""
+        return self._bus.keeps_alive
+
+    async def next(self, *, pokes: bool = False) -> list[Event] | None:
+        """The next batch of events, or None when the log has ended.
+
+        With ``pokes``, an empty list when the bus pokes a quiet run's
+        subscribers; otherwise pokes are passed over.
+        """
         while not self.done:
             if self._catching_up:
                 batch = await self._catch_up()
@@ -197,6 +258,8 @@ class Subscription:
             fresh = [e for e in batch if e.seq > self.last_seq]
             if fresh:
                 return self._deliver(fresh)
+            if pokes and not batch:
+                return []
         return None
 
     def _join_waiting(self, batch: list[Event]) -> list[Event]:

@@ -148,6 +148,7 @@ class Supervisor:
                     )  # fmt: skip
                     keep, every = self.settings.data_retention, self.settings.purge_interval
                     runs.start_soon(purge_forever, self.store, keep, every)
+                    runs.start_soon(self.bus.keep_alive, self.settings.heartbeat, name="heartbeats")
                     runs.start_soon(self.cron_scheduler.serve, name="cron scheduler")
                     runs.start_soon(self.webhooks.serve, name="webhook sender")
                     self.accepting = True

@@ -2,7 +2,10 @@
 
 Each event's frame was encoded once, when it was logged; a client that is
 behind gets several frames in one write. An idle stream carries a
-``: heartbeat`` comment every ``heartbeat`` seconds. When the client goes
+``: heartbeat`` comment every ``heartbeat`` seconds: when the event bus keeps
+quiet runs alive (one timer for all streams) a poke from it is the cue, and
+otherwise a timeout on each wait, which at LLM token rates costs about a
+tenth of a token's server time. When the client goes
 away, quart-trio cancels the request's nursery and the generator's
 ``finally`` runs at once: that is where ``cancel_on_disconnect`` acts (a
 non-blocking cancel; the run persists its own final state).
@@ -77,9 +80,14 @@ async def frames(
     stats = HttpStats() if counted is None else counted  # adds up the bytes written
     try:
         while True:
-            with trio.move_on_after(heartbeat) as idle:
-                batch = await subscription.next()
-            if idle.cancelled_caught:
+            if subscription.kept_alive:
+                batch = await subscription.next(pokes=True)
+            else:
+                with trio.move_on_after(heartbeat) as idle:
+                    batch = await subscription.next()
+                if idle.cancelled_caught:
+                    batch = []
+            if batch == []:
                 stats.stream_bytes += len(HEARTBEAT)
                 yield HEARTBEAT
                 continue
