@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -33,6 +35,7 @@ from .helpers import start_supervisor
 from .process import ServerProcess, free_port
 
 SECRET = "a-webhook-secret-for-tests"
+JS_WEBHOOK = Path(__file__).with_name("js") / "webhook.mjs"
 # Seconds the tests wait for a webhook at most.
 PATIENCE = 15.0
 
@@ -209,6 +212,37 @@ async def test_a_run_s_final_state_is_posted_once_signed_in_the_reference_shape(
     await trio.sleep(0.3)
     assert len(receiver.received) == 1
     await sup.shutdown(0)
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None and os.environ.get("CI") != "true",
+    reason="node is not installed (required on CI)",
+)
+async def test_runs_made_through_both_sdks_post_their_webhook_signed(
+    server: Server, receiver: Receiver
+) -> None:
+    from langgraph_sdk import get_sync_client
+
+    def python_sdk() -> str:
+        client = get_sync_client(url=server.url, api_key=None)
+        run = client.runs.create(None, "echo", input={"via": "python"}, webhook=receiver.url)
+        return str(run["run_id"])
+
+    python_run = await trio.to_thread.run_sync(python_sdk)
+    js = await trio.run_process(
+        ["node", str(JS_WEBHOOK), server.url, receiver.url],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert js.returncode == 0, js.stderr.decode()
+    js_run = js.stdout.decode().strip()
+    got = await receiver.wait_for(2)
+    assert all(_verified(r) for r in got)
+    by_run = {r.json()["run_id"]: r.json() for r in got}
+    assert by_run[python_run]["values"] == {"via": "python"}
+    assert by_run[js_run]["values"] == {"via": "js"}
+    assert {b["status"] for b in by_run.values()} == {"success"}
 
 
 async def test_a_receiver_that_fails_twice_gets_it_the_third_time_and_the_run_is_unchanged(
