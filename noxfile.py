@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tomllib
+from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.version import Version
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+ON_CI = os.environ.get("CI") == "true"
+
+# What CI runs (``./scripts/test`` with no arguments): the suite on every Python, on the
+# lowest declared versions, and the checks.
+nox.options.sessions = ["tests", "tests_lowest", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
+# A missing Python fails CI; elsewhere its sessions are skipped with a message.
+nox.options.error_on_missing_interpreters = ON_CI
+# Interpreters come from this machine (PATH or pyenv), never from a download.
+nox.options.download_python = "never"
 
-PYTHON = "3.11"
+PYTHON = "3.11"  # the oldest that requires-python allows: lint, typecheck, lower bounds
+PYTHONS = ["3.11", "3.13"]
+# Coverage is measured on the newest: under coverage's tracer, 3.11.7 once failed a full
+# run with "AST constructor recursion depth mismatch" (CPython gh-106905: ast.parse in two
+# threads at once, here Hypothesis in schemathesis' thread and a graph's node).
+COVERAGE_PYTHON = "3.13"
 SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
 # The JS SDK agent-chat-ui pins, for tests/test_chat_flow.py (package-lock.json).
 JS_TESTS = "tests/js"
@@ -20,26 +37,87 @@ FLAKE8_ASYNC = ",".join(
 )
 
 
-@nox.session(python=PYTHON)
+def _pyenv_pythons() -> None:
+    """Let nox find the pyenv Pythons that pyenv's shims hide.
+
+    A shim runs only the versions ``pyenv global`` (or ``.python-version``)
+    names: with 3.11 active, ``python3.13`` fails, and nox's discovery skips
+    it. Each wanted version's own ``bin`` (the newest patch release, not a
+    free-threaded build) goes at the end of ``PATH``, so ``PATH``'s own
+    interpreters still win.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    for python in PYTHONS:
+        release = re.compile(re.escape(python) + r"\.\d+")
+        found = [d for d in versions.glob(f"{python}.*") if release.fullmatch(d.name)]
+        if found:
+            newest = max(found, key=lambda d: Version(d.name))
+            if str(newest / "bin") not in path:
+                path.append(str(newest / "bin"))
+    os.environ["PATH"] = os.pathsep.join(path)
+
+
+_pyenv_pythons()
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite (what CI runs), against real servers on 127.0.0.1."""
+    """The test suite, against real servers on 127.0.0.1, on each supported Python.
+
+    On :data:`COVERAGE_PYTHON` a full run (no pytest arguments) also measures
+    coverage and fails under the floor in pyproject.toml
+    (``[tool.coverage.report] fail_under``).
+    """
     session.install("-e", ".[test,langgraph]")
+    _install_js(session)
+    coverage: list[str] = []
+    if session.python == COVERAGE_PYTHON and not session.posargs:
+        coverage = ["--cov", "--cov-report=term:skip-covered"]
+    env = {"COVERAGE_FILE": str(Path(session.create_tmp()) / ".coverage")}
+    session.run("pytest", *coverage, *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def tests_lowest(session: nox.Session) -> None:
+    """The test suite with runyard's dependencies at the lower bounds pyproject.toml declares.
+
+    Each floor must be a version runyard works with. The extras resolve as
+    usual: the langgraph extra's floors cannot be installed with the test
+    tools (langgraph-sdk 0.4.14 needs langchain-core 1.4).
+    """
+    pins = _lower_bounds()
+    session.log("lower bounds: " + " ".join(pins))
+    constraints = Path(session.create_tmp()) / "lowest.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.install("-e", ".[test,langgraph]", "-c", str(constraints))
     _install_js(session)
     session.run("pytest", *session.posargs)
 
 
+def _lower_bounds() -> list[str]:
+    """``name==floor`` for each of ``[project] dependencies``; one without a floor is an error."""
+    pins = []
+    for line in tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(line)
+        floors = [Version(s.version) for s in req.specifier if s.operator in (">=", "~=", "==")]
+        if not floors:
+            raise ValueError(f"pyproject.toml: {req.name} declares no lower bound")
+        pins.append(f"{req.name}=={max(floors)}")
+    return pins
+
+
 def _install_js(session: nox.Session) -> None:
     """``npm ci`` for the JS SDK test: required on CI; elsewhere that test is skipped without it."""
-    on_ci = os.environ.get("CI") == "true"
     if shutil.which("node") is None or shutil.which("npm") is None:
-        if on_ci:
+        if ON_CI:
             session.error("node and npm are required on CI (tests/js, the JS SDK test)")
         session.warn("node/npm not found: the JS SDK test will be skipped")
         return
     try:
         session.run("npm", "ci", "--prefix", JS_TESTS, "--no-audit", "--no-fund", external=True)
     except nox.command.CommandFailed:
-        if on_ci:
+        if ON_CI:
             raise
         session.warn("npm ci failed: the JS SDK test will be skipped unless tests/js is installed")
 

@@ -2,7 +2,7 @@
 
 Run by tests/test_dashboard.py in a process of its own:
 ``python tests/dashboard_driver.py SCENARIO URL SCREENSHOT_DIR [ARGS_JSON]``,
-where SCENARIO is ``runs`` or ``interrupt``.
+where SCENARIO is ``runs``, ``interrupt`` or ``overview``.
 """
 
 from __future__ import annotations
@@ -134,9 +134,119 @@ def interrupt(page: Page, shots: Path, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def status_counts(page: Page) -> dict[str, int]:
+    """The runs-by-status chart as it reads: status -> the number by its bar."""
+    counts: dict[str, int] = page.eval_on_selector_all(
+        "#statuschart .row",
+        "rows => Object.fromEntries(rows.map("
+        "r => [r.dataset.status, Number(r.querySelector('.count').textContent)]))",
+    )
+    return counts
+
+
+def details(page: Page) -> dict[str, str]:
+    """The run details as shown: label -> text."""
+    shown: dict[str, str] = page.eval_on_selector_all(
+        "#details dt",
+        "dts => Object.fromEntries(dts.map(dt => [dt.textContent, "
+        "dt.nextElementSibling.textContent]))",
+    )
+    return shown
+
+
+def listed(page: Page, table: str = "runs") -> list[str]:
+    """The run ids of a table's rows, top to bottom."""
+    ids: list[str] = page.eval_on_selector_all(
+        f"#{table} tr", "rows => rows.map(r => r.dataset.run)"
+    )
+    return ids
+
+
+def open_run(page: Page, run_id: str, table: str = "runs") -> dict[str, str]:
+    """Click a run's row and wait for its details to be complete; return them."""
+    page.click(f"#{table} tr[data-run='{run_id}']")
+    page.wait_for_function(
+        "id => document.getElementById('runid').textContent === id"
+        " && !document.getElementById('details').hidden"
+        " && document.getElementById('d-attempt').textContent !== '…'"
+        " && !document.getElementById('d-output').textContent.startsWith('…')",
+        arg=run_id,
+        timeout=SHOWN,
+    )
+    return details(page)
+
+
+def overview(page: Page, shots: Path, args: dict[str, Any]) -> dict[str, Any]:
+    """The charts, a run's details, the filters and the thread view.
+
+    ``args``: ``echo`` and ``failed``, two finished runs of the thread ``thread``
+    (echo first), and ``cancelled``, a sleepy run cancelled by a user.
+    """
+    out: dict[str, Any] = {}
+    page.wait_for_selector("#statuschart .row", timeout=SHOWN)
+    out["counts_before"] = status_counts(page)
+    # A run started from the page moves both charts while it streams.
+    page.select_option("select[name=agent]", "emitter")
+    page.fill("input[name=input]", json.dumps({"n": 200, "delay": 0.02}))
+    page.click("#start button[type=submit]")
+    page.wait_for_selector("#statuschart .row[data-status=running][data-count='1']", timeout=SHOWN)
+    page.wait_for_function("Number(document.getElementById('eps').textContent) > 0", timeout=SHOWN)
+    out["rate_shown"] = float(page.text_content("#eps") or "nan")
+    page.wait_for_selector("#ratechart polyline.rate", timeout=SHOWN)
+    out["rate_points"] = page.eval_on_selector(
+        "#ratechart polyline.rate", "p => p.getAttribute('points').split(' ').length"
+    )
+    page.screenshot(path=str(shots / "dashboard-charts.png"), full_page=True)
+    page.wait_for_selector("#runstatus.success", timeout=30_000)
+    page.wait_for_selector("#statuschart .row[data-status=success][data-count='2']", timeout=SHOWN)
+    out["counts_after"] = status_counts(page)
+    out["emitter"] = page.text_content("#runid")
+    page.wait_for_function(
+        "!document.getElementById('d-output').textContent.startsWith('…')", timeout=SHOWN
+    )
+    out["emitter_details"] = details(page)
+    # Details of each kind of ending, and the thread view of the two-run thread.
+    out["echo_details"] = open_run(page, args["echo"])
+    page.wait_for_function(
+        "n => document.querySelectorAll('#threadruns tr').length === n", arg=2, timeout=SHOWN
+    )
+    out["thread_shown"] = page.text_content("#threadfull")
+    out["thread_count"] = page.text_content("#threadcount")
+    out["thread_runs"] = listed(page, "threadruns")
+    out["failed_details"] = open_run(page, args["failed"], table="threadruns")
+    out["thread_selected"] = page.get_attribute("#threadruns tr.selected", "data-run")
+    page.screenshot(path=str(shots / "dashboard-details.png"), full_page=True)
+    out["cancelled_details"] = open_run(page, args["cancelled"])
+    out["cancelled_status"] = page.text_content("#runstatus")
+    # Filters: by status, by agent (kept across a reload), and by a click on a bar.
+    out["all_rows"] = listed(page)
+    page.select_option("#filterstatus", "error")
+    out["error_rows"] = listed(page)
+    out["error_shown"] = page.text_content("#shown")
+    page.select_option("#filterstatus", "timeout")
+    out["timeout_rows"] = listed(page)
+    out["timeout_empty"] = page.text_content("#noruns") if page.is_visible("#noruns") else None
+    page.select_option("#filterstatus", "")
+    page.select_option("#filteragent", "echo")
+    out["echo_rows"] = listed(page)
+    page.reload()
+    page.wait_for_selector("#conn:text('live')", timeout=SHOWN)
+    page.wait_for_selector("#runs tr", timeout=SHOWN)
+    out["echo_rows_after_reload"] = listed(page)
+    out["agent_filter_after_reload"] = page.input_value("#filteragent")
+    page.select_option("#filteragent", "")
+    page.wait_for_selector("#statuschart .row", timeout=SHOWN)
+    page.click("#statuschart .row[data-status=interrupted]")
+    out["bar_rows"] = listed(page)
+    out["bar_filter"] = page.input_value("#filterstatus")
+    page.screenshot(path=str(shots / "dashboard-filtered.png"), full_page=True)
+    return out
+
+
 SCENARIOS: dict[str, Callable[[Page, Path, dict[str, Any]], dict[str, Any]]] = {
     "runs": runs,
     "interrupt": interrupt,
+    "overview": overview,
 }
 
 

@@ -1,12 +1,14 @@
 """The dashboard in a real headless browser (Debian's chromium, driven by Playwright).
 
-Skipped, with the reason, where chromium or playwright is missing;
-``./scripts/test`` installs both on CI. The interrupt test serves
+Skipped, with the reason, where chromium or playwright is missing; on CI
+(``CI=true``) a missing part fails instead: ``./scripts/test`` installs
+chromium there, the ``test`` extra playwright. The interrupt test serves
 ``examples/chat`` and needs the ``runyard[langgraph]`` extra.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -29,15 +31,33 @@ CHAT = Path(__file__).resolve().parent.parent / "examples" / "chat" / "langgraph
 # Modes beyond the dashboard's old list of seven event names.
 GRAPH_MODES = ["values", "updates", "debug", "tasks", "checkpoints"]
 
+# What the run details show for a field the run does not have (an en dash).
+NOTHING = "\u2013"
+
 CHROMIUM = os.environ.get("RUNYARD_CHROMIUM", "/usr/bin/chromium")
 
-pytestmark = [
-    pytest.mark.trio,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason=f"no chromium at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+
+def require(module: str, why: str) -> None:
+    """Skip without ``module`` (or chromium); on CI, where nothing may be missing, fail."""
+    missing = None
+    if shutil.which(CHROMIUM) is None:
+        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+    elif importlib.util.find_spec(module) is None:
+        missing = f"{module} is not installed ({why})"
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{missing}: CI must run the browser tests", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def browser() -> None:
+    """Chromium and Playwright, or a skip (a failure on CI), before any server starts."""
+    require("playwright", "the test extra")
+
+
+pytestmark = [pytest.mark.trio, pytest.mark.usefixtures("browser")]
 
 
 @agent(description="Emits events it names itself, as agents may.")
@@ -50,7 +70,7 @@ async def herald(input: JSON, ctx: RunContext) -> JSON:
 @pytest.fixture
 async def chat_server(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[Server]:
     """examples/chat, the demo agents and :func:`herald`."""
-    pytest.importorskip("langgraph", reason="the runyard[langgraph] extra is not installed")
+    require("langgraph", "the runyard[langgraph] extra")
     settings.langgraph_json = str(CHAT)
     settings.agents = {"herald": f"{__name__}:herald"}
     running: Server = await nursery.start(serve, settings)
@@ -77,7 +97,6 @@ def _drive(scenario: str, url: str, shots: Path, args: Any = None) -> dict[str, 
 async def test_the_dashboard_starts_follows_resumes_and_cancels_runs(
     server: Server, tmp_path: Path
 ) -> None:
-    pytest.importorskip("playwright", reason="playwright is not installed")
     out = await trio.to_thread.run_sync(_drive, "runs", server.url, tmp_path)
     assert out["ids"] == list(range(43)), "every event once, in order, after the reload"
     assert out["events"][0] == "metadata"
@@ -87,10 +106,70 @@ async def test_the_dashboard_starts_follows_resumes_and_cancels_runs(
     assert out["rows"] == 2
 
 
+async def _finished(client: httpx.AsyncClient, thread_id: str, body: JSON) -> str:
+    """Start a run on the thread and wait for its end; its id."""
+    run = (await client.post(f"/threads/{thread_id}/runs", json=body)).json()
+    await client.get(f"/threads/{thread_id}/runs/{run['run_id']}/join")
+    return str(run["run_id"])
+
+
+async def test_the_dashboard_charts_runs_and_events_and_shows_details_filters_and_threads(
+    server: Server, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    thread = (await client.post("/threads", json={})).json()["thread_id"]
+    echo = await _finished(client, thread, {"assistant_id": "echo", "input": {"hello": "runyard"}})
+    failed = await _finished(client, thread, {"assistant_id": "failing", "input": {}})
+    sleepy = await client.post("/runs", json={"assistant_id": "sleepy", "input": {"delay": 600}})
+    cancelled = sleepy.json()["run_id"]
+    await client.post(f"/runs/{cancelled}/cancel", params={"wait": "1"})
+    args = {"thread": thread, "echo": echo, "failed": failed, "cancelled": cancelled}
+
+    out = await trio.to_thread.run_sync(_drive, "overview", server.url, tmp_path, args)
+
+    none = {"pending": 0, "running": 0, "timeout": 0}
+    assert out["counts_before"] == {**none, "success": 1, "error": 1, "interrupted": 1}
+    # While the emitter streamed (200 events in ~4 s), it showed as running, at some rate.
+    assert out["rate_shown"] > 0
+    assert out["rate_points"] >= 2
+    assert out["counts_after"] == {**none, "success": 2, "error": 1, "interrupted": 1}
+    emitter = out["emitter_details"]
+    assert emitter["agent"] == "emitter"
+    assert json.loads(emitter["input"]) == {"n": 200, "delay": 0.02}
+    assert json.loads(emitter["output"]) == {"done": 200}
+    assert emitter["attempt"] == "1"
+    assert emitter["duration"].endswith(" s"), emitter["duration"]
+    assert float(emitter["duration"].split()[0]) >= 3.0, "200 events 0.02 s apart"
+    assert emitter["cancel reason"] == emitter["error"] == NOTHING
+    echoed = out["echo_details"]
+    assert json.loads(echoed["input"]) == json.loads(echoed["output"]) == {"hello": "runyard"}
+    assert echoed["attempt"] == "1"
+    # The thread view lists the thread's runs, newest first; a click there opens one.
+    assert out["thread_shown"] == thread
+    assert out["thread_count"] == "2 runs"
+    assert out["thread_runs"] == [failed, echo]
+    assert out["thread_selected"] == failed
+    fail = out["failed_details"]
+    assert fail["error"] == "DemoFailure: the agent failed; details are in the server log"
+    assert fail["output"] == f"{NOTHING} (no output: error)"
+    assert fail["cancel reason"] == NOTHING
+    assert out["cancelled_status"] == "interrupted (user)"
+    assert out["cancelled_details"]["cancel reason"] == "user"
+    assert out["cancelled_details"]["agent"] == "sleepy"
+    # Filters.
+    assert set(out["all_rows"]) == {out["emitter"], cancelled, failed, echo}
+    assert out["error_rows"] == [failed]
+    assert out["error_shown"] == "1 of 4 shown"
+    assert out["timeout_rows"] == []
+    assert out["timeout_empty"] == "No runs match the filters."
+    assert out["echo_rows"] == out["echo_rows_after_reload"] == [echo]
+    assert out["agent_filter_after_reload"] == "echo"
+    assert out["bar_rows"] == [cancelled]
+    assert out["bar_filter"] == "interrupted"
+
+
 async def test_the_dashboard_shows_every_event_and_answers_an_interrupt(
     chat_server: Server, tmp_path: Path
 ) -> None:
-    pytest.importorskip("playwright", reason="playwright is not installed")
     async with httpx.AsyncClient(base_url=chat_server.url, timeout=30) as c:
         ask = {"messages": [{"type": "human", "content": "please approve the deploy"}]}
         body = {"assistant_id": "chat", "input": ask, "stream_mode": GRAPH_MODES}
