@@ -34,6 +34,7 @@ from typing import Any
 import trio
 
 from .crons import next_run_at, request_of
+from .doorbell import Doorbell
 from .errors import RunyardError, ShuttingDown, StoreError
 from .model import Cron, RunRequest, new_id, now
 from .store import Store
@@ -70,12 +71,12 @@ class CronScheduler:
         self._create_run = create_run
         self._accepting = accepting
         self._interval = interval
-        self._wake = trio.Event()
+        self._doorbell = Doorbell()
         self.stats = CronStats()
 
     def wake(self) -> None:
         """Look again now: a cron was created or changed."""
-        self._wake.set()
+        self._doorbell.ring()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -91,7 +92,10 @@ class CronScheduler:
                     log.warning("cron.store_error", exc_info=exc)
                 except Exception as exc:  # a bug: logged, and the server's runs go on
                     log.error("cron.scheduler_error", exc_info=exc)
-            await self._nap(until_due=looked)
+            # Until a cron changes, the interval passes or (unless draining or after a store
+            # error: no busy loop) the soonest cron falls due.
+            due = self._store.next_cron_at if looked else None
+            await self._doorbell.nap(self._interval, due)
 
     async def _fire_due(self) -> int:
         """Fire every due cron of one batch; how many were due."""
@@ -131,18 +135,3 @@ class CronScheduler:
             return
         self.stats.fired += 1
         log.info("cron.fired", extra={"cron_id": cron.cron_id, "run_id": handle.run_id})
-
-    async def _nap(self, *, until_due: bool) -> None:
-        """Until a cron changes or the interval passes; ``until_due``: or the soonest
-        cron falls due (not while draining or after a store error: no busy loop)."""
-        delay = self._interval
-        if until_due:
-            try:
-                soonest = await self._store.next_cron_at()
-            except StoreError:
-                soonest = None
-            if soonest is not None:
-                delay = min(delay, max(0.0, soonest - now()))
-        with trio.move_on_after(delay):
-            await self._wake.wait()
-        self._wake = trio.Event()

@@ -44,6 +44,7 @@ import trio
 
 from . import __version__
 from .config import Settings
+from .doorbell import Doorbell
 from .errors import NotFound, StoreError
 from .feed import RunFeed
 from .model import Delivery, DeliveryAttempt, DeliveryState, dumps, now
@@ -97,7 +98,7 @@ class Webhooks:
         self._feed = feed
         self.policy = WebhookPolicy(settings.webhook_allowed_hosts)
         self.stats = WebhookStats()
-        self._wake = trio.Event()
+        self._doorbell = Doorbell()
         self._sending: set[str] = set()
         self._limiter = trio.CapacityLimiter(CONCURRENCY)
 
@@ -126,7 +127,8 @@ class Webhooks:
                     log.warning("webhook.store_error", exc_info=exc)
                 except Exception as exc:  # a bug: logged, and the server's runs go on
                     log.error("webhook.sender_error", exc_info=exc)
-                await self._nap(until_due=looked)
+                due = self._store.next_delivery_at if looked else None
+                await self._doorbell.nap(CHECK_INTERVAL, due)
 
     async def _watch_feed(self) -> None:
         """Wake the sender when a run with a webhook has ended (its row is committed)."""
@@ -134,23 +136,10 @@ class Webhooks:
             async with self._feed.watch() as changes:
                 async for run in changes:
                     if run.status.terminal and run.kwargs.get("webhook"):
-                        self._wake.set()
+                        self._doorbell.ring()
             # Dropped for falling behind, or closed at shutdown: the timer covers the gap.
-            self._wake.set()
+            self._doorbell.ring()
             await trio.sleep(CHECK_INTERVAL)
-
-    async def _nap(self, *, until_due: bool) -> None:
-        delay = CHECK_INTERVAL
-        if until_due:
-            try:
-                soonest = await self._store.next_delivery_at()
-            except StoreError:
-                soonest = None
-            if soonest is not None:
-                delay = min(delay, max(0.0, soonest - now()))
-        with trio.move_on_after(delay):
-            await self._wake.wait()
-        self._wake = trio.Event()
 
     async def _send_due(self, nursery: trio.Nursery, pool: httpcore.AsyncConnectionPool) -> None:
         ts = now()
@@ -193,7 +182,7 @@ class Webhooks:
             log.error("webhook.record_failed", exc_info=exc, extra={"run_id": row.run_id})
         finally:
             self._sending.discard(row.run_id)
-            self._wake.set()
+            self._doorbell.ring()
 
     def _after(
         self, row: Delivery, outcome: str, number: int, began: float
