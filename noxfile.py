@@ -25,9 +25,9 @@ nox.options.download_python = "never"
 
 PYTHON = "3.11"  # the oldest that requires-python allows: lint, typecheck, lower bounds
 PYTHONS = ["3.11", "3.13"]
-# Coverage is measured on the newest: under coverage's tracer, 3.11.7 once failed a full
-# run with "AST constructor recursion depth mismatch" (CPython gh-106905: ast.parse in two
-# threads at once, here Hypothesis in schemathesis' thread and a graph's node).
+# Coverage is measured on the newest: 3.11's ast.parse can fail when two threads parse at
+# once (CPython gh-106905, "AST constructor recursion depth mismatch"; Hypothesis parses
+# lambdas), and coverage's tracer, slowing every thread, made it happen in a full run.
 COVERAGE_PYTHON = "3.13"
 SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
 # The JS SDK agent-chat-ui pins, for tests/test_chat_flow.py (package-lock.json).
