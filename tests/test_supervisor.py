@@ -463,7 +463,7 @@ async def test_runs_created_together_share_their_transactions(
 
 
 class _RunningMarkFails(SQLiteStore):
-    """A store that cannot write the mark that a run is running."""
+    """A store that cannot write the mark that a run is running, alone or with its row."""
 
     async def commit(self, batch: Batch) -> None:
         if batch.running:
@@ -471,12 +471,36 @@ class _RunningMarkFails(SQLiteStore):
         await super().commit(batch)
 
 
-async def test_a_run_that_cannot_be_marked_running_fails_before_its_agent_starts(
+class _LateRunningMarkFails(SQLiteStore):
+    """A store that cannot write a running mark made after the run's row."""
+
+    async def commit(self, batch: Batch) -> None:
+        if batch.running and not batch.created:
+            raise StoreError("database write failed: disk I/O error")
+        await super().commit(batch)
+
+
+async def test_a_run_that_starts_at_once_commits_its_running_mark_with_its_row(
     db_path: str,
 ) -> None:
     store = _RunningMarkFails(db_path)
     async with serving(store) as sup:
-        handle = await sup.create_run(RunRequest("emitter", {"n": 3}))
+        with pytest.raises(StoreError):
+            await sup.create_run(RunRequest("emitter", {"n": 3}))
+        assert await store.list_runs(None, status=None, limit=10, offset=0) == []
+
+
+async def test_a_run_that_cannot_be_marked_running_fails_before_its_agent_starts(
+    db_path: str,
+) -> None:
+    store = _LateRunningMarkFails(db_path)
+    async with serving(store) as sup:
+        first = await sup.create_run(RunRequest("emitter", {"n": 3, "delay": 0.02}))
+        # Queued behind the first, its running mark is written when its turn comes.
+        handle = await sup.create_run(
+            RunRequest("emitter", {"n": 3}, thread_id=first.run.thread_id)
+        )
+        assert (await sup.wait_run(first.run_id)).status is RunStatus.SUCCESS
         run = await sup.wait_run(handle.run_id)
         assert run.status is RunStatus.ERROR
         assert run.error is not None

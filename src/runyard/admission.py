@@ -71,10 +71,10 @@ class Admission:
         if request.thread_id is None:
             # A fresh id cannot exist yet: the thread is written with the run.
             ts = now()
-            thread = new_thread = Thread(new_id(), ts, ts, {}, owner=request.owner)
+            new_thread = Thread(new_id(), ts, ts, {}, owner=request.owner)
+            tid = new_thread.thread_id
         else:
-            thread = await self._threads.for_run(request)
-        tid = thread.thread_id
+            tid = await self._threads.for_run(request)
         async with self._coordinator.lock_thread(tid):
             if not accepting():
                 raise ShuttingDown("the server is shutting down")
@@ -95,9 +95,12 @@ class Admission:
                 multitask_strategy=strategy,
                 owner=request.owner,
             )
+            # Nothing ahead and no delay: the run starts at once, so its running
+            # mark is committed with its row.
+            running_at = ts if not ahead and request.after_seconds <= 0 else None
             with trio.CancelScope(shield=True):
-                await self._writer.create(run, new_thread)
-                handle = self._runner.admit(nursery, run, request, agent)
+                await self._writer.create(run, new_thread, running_at=running_at)
+                handle = self._runner.admit(nursery, run, request, agent, running_at=running_at)
             reason = _TAKEOVER.get(strategy)
             if reason is not None:
                 for earlier in ahead:

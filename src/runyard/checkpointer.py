@@ -35,7 +35,7 @@ import contextvars
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Protocol
 
 from langchain_core.runnables import RunnableConfig
@@ -112,6 +112,20 @@ class CheckpointGate:
         # Set on trio: the writer's op of the last checkpoint queued; a failure to queue.
         self._last: Any = None
         self._error: StoreError | None = None
+        # The checkpoint the run starts from, read ahead on trio (RunyardSaver.read_ahead).
+        self._ahead: tuple[_Where, asyncio.Future[list[_Loaded]]] | None = None
+
+    def keep_ahead(self, where: _Where, read: asyncio.Future[list[_Loaded]]) -> None:
+        """Keep the read of ``where``'s checkpoint started on trio, for :meth:`take_ahead`."""
+        self._ahead = (where, read)
+
+    def take_ahead(self, where: _Where) -> asyncio.Future[list[_Loaded]] | None:
+        """The read ahead of ``where``'s checkpoint, once; None if it was not read ahead."""
+        if self._ahead is None or self._ahead[0] != where:
+            return None
+        future = self._ahead[1]
+        self._ahead = None
+        return future
 
     # -- events -----------------------------------------------------------------------
 
@@ -287,11 +301,27 @@ class RunyardSaver(BaseCheckpointSaver[str]):
 
     # -- reads ----------------------------------------------------------------------
 
+    def read_ahead(
+        self, gate: CheckpointGate, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> None:
+        """From trio: start reading the checkpoint a run will start from (the thread's
+        newest, without ``checkpoint_id``), so the read overlaps the graph's start;
+        its :meth:`aget_tuple` takes it."""
+        where = _Where(gate.thread_id, checkpoint_ns, checkpoint_id)
+        read = self._loop.ahead(self._load, gate.thread_id, checkpoint_ns, checkpoint_id, None, 1)
+        gate.keep_ahead(where, read)
+
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         where = _Where.of(config)
-        found = await self._loop.to_trio(
-            self._load, where.thread_id, where.checkpoint_ns, where.checkpoint_id, None, 1
-        )
+        gate = current_gate.get()
+        read: Awaitable[list[_Loaded]] | None = None
+        if gate is not None:
+            read = gate.take_ahead(where)
+        if read is None:
+            read = self._loop.to_trio(
+                self._load, where.thread_id, where.checkpoint_ns, where.checkpoint_id, None, 1
+            )
+        found = await read
         return self._tuple(*found[0]) if found else None
 
     async def alist(

@@ -139,13 +139,18 @@ class CommitWriter:
         if final.error is not None:
             raise final.error
 
-    async def create(self, run: Run, thread: Thread | None) -> None:
+    async def create(
+        self, run: Run, thread: Thread | None, *, running_at: float | None = None
+    ) -> None:
         """Commit a new pending run (after ``thread``, new too, if given).
 
+        With ``running_at`` its running mark is committed with it (a run that
+        starts at once): one transaction less before its agent starts.
         Raises :class:`StoreError` when it could not be written. Cancelling the
         wait does not withdraw it: callers shield it.
         """
-        await self._acknowledged(_Row(created=(run, thread)))
+        running = None if running_at is None else (run.run_id, running_at)
+        await self._acknowledged(_Row(created=(run, thread), running=running))
 
     async def mark_running(self, run_id: str, at: float) -> None:
         """Commit that the run is running; raises :class:`StoreError` if it could not.

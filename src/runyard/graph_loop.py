@@ -18,7 +18,8 @@ two sides talk through three doors:
   crosses once per batch, not once per event.
 - :meth:`GraphLoop.to_trio` (asyncio → trio, awaited): run a trio coroutine
   function and await its result on the asyncio side. It is queued behind the
-  posts made before it, so it sees them applied.
+  posts made before it, so it sees them applied. :meth:`GraphLoop.ahead`
+  starts such a call from trio instead, before the graph side asks for it.
 
 The loop lives from :meth:`GraphLoop.serve` to its cancellation; the
 supervisor stops it after the runs and the writer.
@@ -144,6 +145,19 @@ class GraphLoop:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.post(self._start_call, fn, args, future)
         return await future
+
+    def ahead(self, fn: Callable[..., Awaitable[T]], *args: Any) -> asyncio.Future[T]:
+        """From trio: start ``await fn(*args)`` now, for the loop to await later.
+
+        A read the graph will need first (a run's checkpoint) then overlaps
+        the graph's start instead of following it.
+        """
+        loop = self._loop
+        if loop is None:
+            raise ShuttingDown("the server is shutting down")
+        future: asyncio.Future[T] = loop.create_future()
+        self._start_call(fn, args, future)
+        return future
 
     def _start_call(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], future: asyncio.Future[T]

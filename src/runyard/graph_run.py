@@ -81,6 +81,7 @@ class GraphLease:
     async def run(self, graph: Any, graph_id: str, input: JSON, ctx: RunContext) -> JSON:
         """Run ``graph`` on the graph loop for ``ctx``'s run (call from trio)."""
         side = GraphRunContext(ctx, self)
+        self.host.saver.read_ahead(self.gate, *start_point(ctx.options))
         output = await self.host.loop.run(run_graph, graph, graph_id, input, side)
         ctx.thread_state = side.thread_state
         return output
@@ -123,6 +124,15 @@ def graph_config(ctx: GraphRunContext, graph_id: str) -> tuple[dict[str, Any], A
         "assistant_id": ctx.metadata.get("assistant_id", graph_id),
     }
     return config, context
+
+
+def start_point(options: dict[str, Any]) -> tuple[str, str | None]:
+    """(checkpoint_ns, checkpoint_id) of the checkpoint a run's graph loads first:
+    the one its ``checkpoint`` names, or (None) the thread's newest."""
+    checkpoint = options.get("checkpoint")
+    if not isinstance(checkpoint, dict):
+        return "", None
+    return checkpoint.get("checkpoint_ns") or "", checkpoint.get("checkpoint_id")
 
 
 def command(value: JSON) -> Command[Any]:

@@ -14,6 +14,8 @@ import time
 import uuid
 from typing import Any
 
+import orjson
+
 JSON = Any  # A value that json.dumps accepts.
 
 
@@ -215,11 +217,25 @@ class Event:
         return json.loads(self.data)
 
 
+# orjson writes what the standard library would, five to ten times faster; these make
+# it agree on non-string keys (``1`` becomes ``"1"``) and leave datetimes and
+# dataclasses to ``str``, as ``json.dumps(default=str)`` does.
+_ORJSON = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 def dumps(value: JSON) -> str:
     """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line.
 
     NaN and infinities (which Python writes and JSON has not) become ``null``.
+    What orjson refuses (an integer past 64 bits, a lone surrogate) the
+    standard library writes.
     """
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        pass
     try:
         return json.dumps(
             value, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False

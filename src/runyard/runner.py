@@ -4,7 +4,8 @@ Each admitted run gets one task in the supervisor's runs nursery::
 
     _run_task (under the run's own CancelScope)
     ├── sleeps after_seconds (still pending), then waits its turn on the thread
-    ├── commits the running mark (the agent starts only once it is committed)
+    ├── commits the running mark (the agent starts only once it is committed;
+    │   a run with nothing ahead and no delay had it committed with its row)
     ├── agent.invoke(input, ctx), bounded by timeout_seconds
     └── finally: shielded, deadline-bounded finalize, exactly once
 
@@ -81,14 +82,17 @@ class Runner:
         agent: Agent | None,
         *,
         next_seq: int = 0,
+        running_at: float | None = None,
     ) -> RunHandle:
         """Register a persisted run, queue its ``metadata`` event, start its task.
 
         ``next_seq`` > 0 means the log has begun already (a run restarted
-        after a crash), ``metadata`` included. Nothing here waits.
+        after a crash), ``metadata`` included. ``running_at``: the run's
+        running mark was committed with its row. Nothing here waits.
         """
         run_log = self.bus.open(run.run_id, next_seq=next_seq)
         handle = RunHandle(run, request, run_log, agent)
+        handle.running_at = running_at
         if next_seq == 0 or run.attempt > 1:  # a new log, or a new attempt in an old one
             self.writer.append_nowait(run_log, "metadata", metadata_of(run))
         self.table.admit(handle)
@@ -173,8 +177,10 @@ class Runner:
         return None
 
     async def _mark_running(self, handle: RunHandle) -> None:
-        ts = now()
-        await self.writer.mark_running(handle.run_id, ts)
+        ts = handle.running_at
+        if ts is None:
+            ts = now()
+            await self.writer.mark_running(handle.run_id, ts)
         handle.run.status = RunStatus.RUNNING
         handle.run.updated_at = ts
         self.feed.announce(handle.run)

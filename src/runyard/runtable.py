@@ -37,6 +37,7 @@ class RunHandle:
         self.store_failed = False  # some of its events could not be committed
         self.persist_error: str | None = None  # why the final state could not be written
         self.last_values: str | None = None  # the agent's last "values" event, as JSON
+        self.running_at: float | None = None  # set when its running mark came with its row
         self.finished = trio.Event()  # set once the final state is persisted (or given up)
 
     @property

@@ -155,16 +155,18 @@ class Threads:
             for handle in live:
                 self._runner.forget(handle)
 
-    async def for_run(self, request: RunRequest) -> Thread:
-        """The thread a run asks for: the owner's, or made now under ``if_not_exists``."""
+    async def for_run(self, request: RunRequest) -> str:
+        """The id of the thread a run asks for: the owner's, or made now under
+        ``if_not_exists``. Its values (a whole conversation, say) are not read."""
         assert request.thread_id is not None
-        thread = await self._store.get_thread(request.thread_id)
-        if thread is not None and thread.owner == request.owner:
-            return thread
-        if thread is None and request.if_not_exists == "create":
-            return await self.create(
+        owner = await self._store.thread_owner(request.thread_id)
+        if owner == request.owner:
+            return request.thread_id
+        if owner is None and request.if_not_exists == "create":
+            thread = await self.create(
                 thread_id=request.thread_id, if_exists="do_nothing", owner=request.owner
             )
+            return thread.thread_id
         raise NotFound(f"thread {request.thread_id} not found")
 
 

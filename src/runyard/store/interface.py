@@ -121,6 +121,9 @@ class RunStore(Protocol):
 
     async def put_thread(self, thread: Thread) -> None: ...
     async def get_thread(self, thread_id: str) -> Thread | None: ...
+    async def thread_owner(self, thread_id: str) -> str | None:
+        """Who owns the thread (None: no such thread), read without its values."""
+
     async def search_threads(
         self,
         *,

@@ -52,6 +52,11 @@ def get_thread(db: sqlite3.Connection, thread_id: str) -> Thread | None:
     return None if row is None else THREADS.load(row)
 
 
+def thread_owner(db: sqlite3.Connection, thread_id: str) -> str | None:
+    row = db.execute("SELECT owner FROM threads WHERE thread_id = ?", (thread_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def search_threads(
     db: sqlite3.Connection,
     *,

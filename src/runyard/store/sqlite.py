@@ -36,6 +36,9 @@ class SQLiteStore(
     async def get_thread(self, thread_id: str) -> Thread | None:
         return await self._read(lambda db: queries.get_thread(db, thread_id))
 
+    async def thread_owner(self, thread_id: str) -> str | None:
+        return await self._read(lambda db: queries.thread_owner(db, thread_id))
+
     async def search_threads(
         self,
         *,
