@@ -9,6 +9,7 @@ has got as far as it can.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -573,3 +574,24 @@ async def test_a_cancelled_writer_fails_the_rows_it_held_and_refuses_new_ones(
         await writer.mark_running(run.run_id, now())
     await writer.aclose()  # returns at once: the writer has stopped
     assert await stored_status(store, run.run_id) is RunStatus.PENDING
+
+
+async def test_small_commits_are_checkpointed_into_the_database_file(db_path: str) -> None:
+    # Automatic WAL checkpoints are off (they would stall a write made on trio's
+    # thread); the store takes them itself, in the writer's thread, every few MiB.
+    from runyard.store import connection
+
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        run, thread = pending_run()
+        await store.commit(Batch(created=[(run, thread)]))
+        text = "x" * (connection.INLINE_WRITE_BYTES // 2)
+        batches = 2 * connection.CHECKPOINT_EVERY_BYTES // len(text)
+        for seq in range(batches):
+            await store.commit(Batch(events=[Event.make(run.run_id, seq, "custom", text)]))
+        # The events reached the database file itself, not only its WAL.
+        assert os.path.getsize(db_path) > connection.CHECKPOINT_EVERY_BYTES
+        assert await store.last_seq(run.run_id) == batches - 1
+    finally:
+        await store.aclose()

@@ -3,6 +3,13 @@
 :class:`SQLiteBase` keeps two connections, one for writes and one for reads,
 each used from one worker thread at a time (a ``CapacityLimiter(1)``), so the
 trio loop never blocks on the disk and WAL lets reads go on during a write.
+A small write (a batch of events and checkpoints, see
+:meth:`SQLiteBase._write`) runs on trio's own thread instead: in WAL mode
+with ``synchronous=NORMAL`` a commit appends to the WAL without waiting for
+the disk, and two thread hand-offs cost more than the write (measured in
+docs/benchmarks.md). Checkpoints, which do wait for the disk, are taken out
+of the commits (``wal_autocheckpoint`` is off) and run in the writer's
+thread every :data:`CHECKPOINT_EVERY_BYTES` written.
 Every write transaction starts with ``BEGIN IMMEDIATE``, so a lock held by
 another process shows up at once as ``SQLITE_BUSY``; reads and writes alike
 are retried with the bounded back-off of :mod:`.retry`, so a write never
@@ -32,6 +39,11 @@ from .schema import migrate
 
 T = TypeVar("T")
 
+# A write of at most this many bytes runs on trio's thread (see the module's docstring).
+INLINE_WRITE_BYTES = 64 * 1024
+# Bytes written between two WAL checkpoints (SQLite's automatic one: 1,000 pages).
+CHECKPOINT_EVERY_BYTES = 4 * 1024 * 1024
+
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
@@ -51,6 +63,7 @@ class SQLiteBase:
         self._reader: sqlite3.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
+        self._unchecked = 0  # bytes written since the last WAL checkpoint (about)
         self.closed = False
 
     # -- lifetime ---------------------------------------------------------------
@@ -68,6 +81,7 @@ class SQLiteBase:
             writer = _connect(self.path)
             writer.execute("PRAGMA journal_mode = WAL").fetchone()
             writer.execute(f"PRAGMA synchronous = {self._synchronous}")
+            writer.execute("PRAGMA wal_autocheckpoint = 0")  # see _write
             self._writer = writer
             retry_busy_sync(lambda: migrate(writer, self.path))
             reader = _connect(self.path)
@@ -119,11 +133,15 @@ class SQLiteBase:
 
     # -- plumbing -------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, size: int | None = None) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction on the writer's thread.
 
-        Raises :class:`StoreError` once the transaction was rolled back, for a
-        database that stayed busy past the bound or any other database error.
+        ``size``: about how many bytes it writes; one of at most
+        :data:`INLINE_WRITE_BYTES` runs on trio's thread (None: unknown, counted
+        as that many). Every :data:`CHECKPOINT_EVERY_BYTES` a WAL checkpoint
+        follows in the writer's thread. Raises :class:`StoreError` once the
+        transaction was rolled back, for a database that stayed busy past the
+        bound or any other database error.
         """
 
         def transaction() -> T:
@@ -140,7 +158,20 @@ class SQLiteBase:
                 raise
             return result
 
-        return await retry_busy(self._write_limiter, transaction, action="write")
+        inline = size is not None and size <= INLINE_WRITE_BYTES
+        result = await retry_busy(self._write_limiter, transaction, action="write", inline=inline)
+        self._unchecked += INLINE_WRITE_BYTES if size is None else size
+        if self._unchecked >= CHECKPOINT_EVERY_BYTES:
+            self._unchecked = 0
+            with trio.CancelScope(shield=True):  # the write is done: its caller must hear so
+                await retry_busy(self._write_limiter, self._checkpoint, action="write")
+        return result
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's frames into the database (never waits for readers)."""
+        if self._writer is None:
+            raise StoreError("the database is closed")
+        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the reader's thread; errors as for :meth:`_write`."""

@@ -8,8 +8,8 @@ tries again after a wait that doubles from :data:`BACKOFF_START` up to
 :data:`BUSY_RETRY_SECONDS` have passed. Opening the database, before trio is
 involved, uses :func:`retry_busy_sync`: the same policy with blocking waits.
 
-Cancellation: an attempt runs in a worker thread that is never abandoned, so
-a cancel that arrives during an attempt lets it finish (its transaction
+Cancellation: an attempt runs in a worker thread that is never abandoned (or
+on trio's own thread), so a cancel that arrives during an attempt lets it finish (its transaction
 commits or rolls back whole) and lands at the next await. A cancel while
 waiting for the connection or between two attempts ends the retries at once
 with ``trio.Cancelled``; nothing here catches it.
@@ -59,8 +59,11 @@ def _waits() -> Iterator[float]:
         delay = min(delay * 2, BACKOFF_MAX)
 
 
-async def retry_busy(limiter: trio.CapacityLimiter, fn: Callable[[], T], *, action: str) -> T:
-    """Run ``fn`` in a worker thread while holding ``limiter``; retry it while busy.
+async def retry_busy(
+    limiter: trio.CapacityLimiter, fn: Callable[[], T], *, action: str, inline: bool = False
+) -> T:
+    """Run ``fn`` in a worker thread (or, ``inline``, on trio's) while holding ``limiter``;
+    retry it while busy.
 
     ``action`` ("read" or "write") names the work in errors and logs. Raises
     :class:`StoreError` when the database stays busy past the bound, and at
@@ -71,6 +74,8 @@ async def retry_busy(limiter: trio.CapacityLimiter, fn: Callable[[], T], *, acti
     while True:
         try:
             async with limiter:
+                if inline:
+                    return fn()
                 return await trio.to_thread.run_sync(fn)
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):

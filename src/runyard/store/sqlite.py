@@ -137,4 +137,25 @@ class SQLiteStore(
         return await self._read(lambda db: queries.last_seq(db, run_id))
 
     async def commit(self, batch: Batch) -> None:
-        await self._write(lambda c: queries.commit(c, batch))
+        await self._write(lambda c: queries.commit(c, batch), size=_size(batch))
+
+
+# What a new run's row and its thread write, about (inputs are bounded by max_body).
+_ROW_BYTES = 4096
+
+
+def _size(batch: Batch) -> int | None:
+    """About how many bytes ``batch`` writes; None with a run's end, which writes its
+    output and its thread's values too (any size)."""
+    if batch.finals:
+        return None
+    checkpoints = sum(
+        len(row.checkpoint) + sum(len(b.blob or b"") for b in row.blobs)
+        for row in batch.checkpoints
+    )
+    return (
+        sum(len(e.data) for e in batch.events)
+        + checkpoints
+        + sum(len(w.blob or b"") for w in batch.writes)
+        + _ROW_BYTES * (len(batch.created) + len(batch.running))
+    )
