@@ -615,3 +615,21 @@ async def test_an_agent_emitting_nan_logs_valid_json(supervisor: Supervisor) -> 
     ]
     assert (await supervisor.wait_run(handle.run_id)).output == {"best": float("-inf")}
     assert json.loads(next(e for e in events if e.event == "values").data) == {"best": None}
+
+
+async def test_an_event_with_a_lone_surrogate_is_stored_escaped(
+    supervisor: Supervisor, store: SQLiteStore
+) -> None:
+    # Python strings may hold what UTF-8 cannot: such a value is written as a JSON
+    # escape, so it reaches the store and the wire instead of failing the run.
+    async def odd(input: Any, ctx: RunContext) -> Any:
+        await ctx.emit({"text": "half a pair: \ud800"})
+        return {"done": True}
+
+    supervisor.agents.add(Agent("odd", odd))
+    handle = await supervisor.create_run(RunRequest("odd"))
+    run = await supervisor.wait_run(handle.run_id)
+    assert run.status is RunStatus.SUCCESS
+    custom = [e for e in await stored_events(store, handle.run_id) if e.event == "custom"]
+    assert custom[0].value() == {"text": "half a pair: \ud800"}
+    assert b"\\ud800" in custom[0].frame

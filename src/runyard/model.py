@@ -230,18 +230,17 @@ def dumps(value: JSON) -> str:
 
     NaN and infinities (which Python writes and JSON has not) become ``null``.
     What orjson refuses (an integer past 64 bits, a lone surrogate) the
-    standard library writes.
+    standard library writes, as ASCII: a lone surrogate, which UTF-8 cannot
+    carry, becomes its ``\\ud800`` escape.
     """
     try:
         return orjson.dumps(value, default=str, option=_ORJSON).decode()
     except TypeError:  # orjson.JSONEncodeError
         pass
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False
-        )
+        return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, default=str)
+        return json.dumps(_finite(value), separators=(",", ":"), default=str)
 
 
 def _finite(value: JSON) -> JSON:
