@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 import pytest
 import trio
 
 from runyard.errors import ShuttingDown
-from runyard.graph_loop import GraphLoop
+from runyard.graph_loop import GIL_SWITCH_INTERVAL, GraphLoop
 
 
 async def test_run_answers_after_everything_the_coroutine_posted(nursery: trio.Nursery) -> None:
@@ -103,3 +104,33 @@ async def test_run_after_the_loop_stopped_is_shutting_down() -> None:
         nursery.cancel_scope.cancel()
     with pytest.raises(ShuttingDown):
         await loop.run(asyncio.sleep, 0)
+
+
+async def test_a_read_started_ahead_on_trio_is_awaited_on_the_loop(nursery: trio.Nursery) -> None:
+    loop = GraphLoop()
+    await nursery.start(loop.serve)
+    began: list[str] = []
+
+    async def read(key: str) -> str:
+        began.append(threading.current_thread().name)
+        await trio.sleep(0.01)
+        return f"row {key}"
+
+    future = loop.ahead(read, "a")
+    assert began == []  # started, not yet run: trio runs it at its next checkpoint
+
+    async def graph() -> str:
+        return await future
+
+    assert await loop.run(graph) == "row a"
+    assert began == [threading.main_thread().name]  # the read ran on trio
+
+
+async def test_the_gil_changes_hands_often_while_graphs_run() -> None:
+    loop = GraphLoop()
+    before = sys.getswitchinterval()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(loop.serve)
+        assert sys.getswitchinterval() == min(before, GIL_SWITCH_INTERVAL)
+        nursery.cancel_scope.cancel()
+    assert sys.getswitchinterval() == before
