@@ -586,7 +586,7 @@ async def test_small_commits_are_checkpointed_into_the_database_file(db_path: st
     try:
         run, thread = pending_run()
         await store.commit(Batch(created=[(run, thread)]))
-        text = "x" * (connection.INLINE_WRITE_BYTES // 2)
+        text = "x" * (connection.INLINE_WRITE_BYTES // 4)
         batches = 2 * connection.CHECKPOINT_EVERY_BYTES // len(text)
         for seq in range(batches):
             await store.commit(Batch(events=[Event.make(run.run_id, seq, "custom", text)]))
