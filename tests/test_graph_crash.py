@@ -3,19 +3,28 @@ opt-in resume from the last checkpoint ends where an uninterrupted run would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import operator
 import signal
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import httpx
 import pytest
+import trio
+from langgraph.graph import END, START, StateGraph
 
-from runyard.model import Event
+from runyard.agents import AgentRegistry
+from runyard.config import Settings
+from runyard.langgraph import graph_agent
+from runyard.model import Event, RunRequest, RunStatus
+from runyard.store import SQLiteStore
 
-from .helpers import assert_gapless, parse_frames
+from .helpers import assert_gapless, parse_frames, start_supervisor
 from .process import ServerProcess, free_port
 
 PROJECT = Path(__file__).with_name("lg_counter") / "langgraph.json"
@@ -160,3 +169,60 @@ async def test_a_resumable_run_caught_by_shutdown_resumes_at_the_next_start(
     async with httpx.AsyncClient(base_url=second.url, timeout=30) as c:
         state = (await c.get(f"/threads/{thread}/state")).json()
     assert state["values"]["seen"] == list(range(1, TARGET + 1))
+
+
+class _Count(TypedDict, total=False):
+    target: int
+    count: int
+    seen: Annotated[list[int], operator.add]
+
+
+def _counter_whose_edge_waits(at: int, reached: threading.Event) -> Any:
+    """tests/lg_counter's graph, but the edge after step ``at`` waits (once) until cancelled:
+    a cancel lands after the step has written its state and before the edge has routed."""
+    waited = False
+
+    async def step(state: _Count) -> dict[str, Any]:
+        count = state.get("count", 0) + 1
+        return {"count": count, "seen": [count]}
+
+    async def more(state: _Count) -> str:
+        nonlocal waited
+        if state["count"] == at and not waited:
+            waited = True
+            reached.set()
+            await asyncio.sleep(3600)  # until the shutdown cancels the run
+        return "step" if state["count"] < state["target"] else END
+
+    builder = StateGraph(_Count)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_conditional_edges("step", more, ["step", END])
+    return builder.compile()
+
+
+async def test_a_step_cut_between_its_write_and_its_edge_runs_again_on_resume(
+    store: SQLiteStore,
+) -> None:
+    # LangGraph saves a cancelled task's partial writes with its CancelledError, and on
+    # resume reads a task with any output write as finished: the step would not run
+    # again, its edge would never route, and the resumed run would end early.
+    reached = threading.Event()
+    agents = AgentRegistry([graph_agent("counter", _counter_whose_edge_waits(3, reached))])
+    settings = Settings(resume_graph_runs=True)
+    async with trio.open_nursery() as nursery:
+        first = await start_supervisor(nursery, store, agents, settings)
+        handle = await first.create_run(RunRequest("counter", {"target": 6}))
+        with trio.fail_after(10):
+            await trio.to_thread.run_sync(reached.wait, abandon_on_cancel=True)
+        await first.shutdown(grace=0)
+    async with trio.open_nursery() as nursery:
+        second = await start_supervisor(nursery, store, agents, settings)
+        with trio.fail_after(10):
+            await second.wait_run(handle.run_id)
+        await second.shutdown(grace=0)
+    run = await store.get_run(handle.run_id)
+    assert run is not None
+    assert (run.attempt, run.status) == (2, RunStatus.SUCCESS)
+    assert isinstance(run.output, dict)
+    assert run.output["seen"] == [1, 2, 3, 4, 5, 6]

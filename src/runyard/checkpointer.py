@@ -49,6 +49,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
 )
+from langgraph.checkpoint.serde.types import ERROR
 
 from .commit import CommitWriter
 from .errors import StoreError
@@ -456,6 +457,13 @@ class RunyardSaver(BaseCheckpointSaver[str]):
             return
         where = _Where.of(config)
         assert where.checkpoint_id is not None, "writes belong to a checkpoint"
+        if _cancelled(writes):
+            # What a task wrote before a cancel cut it short (its state update, say, but
+            # not its edge's route) comes with its CancelledError. LangGraph reads a task
+            # with any output write as finished (langgraph.pregel._task_status): a resumed
+            # run would not run it again and could end early. Its control writes alone
+            # keep it unfinished.
+            writes = [(channel, value) for channel, value in writes if channel in WRITES_IDX_MAP]
         rows = []
         for idx, (channel, value) in enumerate(writes):
             kind, blob = self.serde.dumps_typed(value)
@@ -495,6 +503,12 @@ class RunyardSaver(BaseCheckpointSaver[str]):
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._loop.to_trio(self._store.copy_checkpoints, source_thread_id, target_thread_id)
+
+
+def _cancelled(writes: Sequence[tuple[str, Any]]) -> bool:
+    """Whether ``writes`` are those of a task that a cancel cut short (LangGraph's runner
+    records the ``CancelledError`` as the task's error)."""
+    return any(channel == ERROR and isinstance(v, asyncio.CancelledError) for channel, v in writes)
 
 
 def _run_id(config: RunnableConfig, metadata: dict[str, Any]) -> str | None:
