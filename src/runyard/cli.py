@@ -20,7 +20,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("serve", help=f"run the server (SQLite, demo agents, {_D.host}:{_D.port})")
     p.add_argument("--host", help=f"address to bind (default {_D.host})")
     p.add_argument("--port", type=int, help=f"TCP port (default {_D.port}; 0 picks a free one)")
-    p.add_argument("--db", help=f"SQLite file (default {_D.db})")
+    p.add_argument(
+        "--db", help=f"SQLite file or postgresql:// URL, runyard[postgres] (default {_D.db})"
+    )
     p.add_argument("--config", help="a runyard.toml (default ./runyard.toml if present)")
     p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
     p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")

@@ -32,7 +32,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .config import Settings
 from .http.app import create_app
-from .store import SQLiteStore
+from .store import redact, store_for
 from .supervisor import Supervisor
 
 log = logging.getLogger("runyard.server")
@@ -76,7 +76,7 @@ async def serve(
     """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
     settings.check_exposure()
     registry = settings.registry()
-    store = SQLiteStore(settings.db, exclusive=True)
+    store = store_for(settings.db, exclusive=True)
     await store.open()
     try:
         async with trio.open_nursery() as root:
@@ -88,7 +88,7 @@ async def serve(
             server = Server(url, int(url.rsplit(":", 1)[1]), supervisor, settings)
             if handle_signals:
                 root.start_soon(_watch_signals, server)
-            log.info("server.started", extra={"url": url, "db": settings.db})
+            log.info("server.started", extra={"url": url, "db": redact(settings.db)})
             task_status.started(server)
             await server._stop.wait()
             await _drain(server, http)

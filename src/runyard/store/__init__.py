@@ -14,6 +14,11 @@ The package reads in this order:
 - ``checkpoints``, ``assistants``, ``items``, ``crons``, ``outbox``: each part's
   protocol and SQLite mixin.
 - ``sqlite``: :class:`SQLiteStore`, all the parts together.
+- ``pg_schema``, ``pg_connection``, ``pg_queries``, ``pg_checkpoints``, ...,
+  ``postgres``: the same for PostgreSQL (``runyard[postgres]``): the dialect
+  and migration, the connections, each part's SQL, :class:`PostgresStore`.
+- ``url``: :func:`store_for`, the store a ``--db`` names (a ``postgresql://``
+  URL or a SQLite path), and :func:`redact`, that name as logs may show it.
 """
 
 from typing import Protocol
@@ -34,10 +39,11 @@ from .items import ItemStore
 from .outbox import OutboxStore
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteStore
+from .url import is_postgres, redact, store_for
 
 
 class Store(RunStore, CheckpointStore, AssistantStore, ItemStore, CronStore, OutboxStore, Protocol):
-    """Everything runyard keeps in a database. A PostgreSQL store implements it too."""
+    """Everything runyard keeps in a database: :class:`SQLiteStore` or ``PostgresStore``."""
 
 
 __all__ = [
@@ -50,4 +56,7 @@ __all__ = [
     "Store",
     "ThreadState",
     "WriteRow",
+    "is_postgres",
+    "redact",
+    "store_for",
 ]

@@ -295,10 +295,8 @@ class SQLiteItems(SQLiteBase):
         at = now()
         expires = None if ttl is None else at + ttl * 60
         item = Item(namespace, key, dict(value), at, at, owner=owner, expires_at=expires)
-        try:
-            await self._write(lambda c: c.execute(_PUT, ITEMS.row(item)))
-        except UnicodeEncodeError:
-            raise Invalid("field 'value' is not valid Unicode (a lone surrogate)") from None
+        # A lone surrogate in the value is kept as its JSON escape (runyard.model.dumps).
+        await self._write(lambda c: c.execute(_PUT, ITEMS.row(item)))
 
     async def get_item(self, owner: str, namespace: Namespace, key: str) -> Item | None:
         check_namespace(namespace)
