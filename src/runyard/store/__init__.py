@@ -17,6 +17,8 @@ The package reads in this order:
 - ``pg_schema``, ``pg_connection``, ``pg_queries``, ``pg_checkpoints``, ...,
   ``postgres``: the same for PostgreSQL (``runyard[postgres]``): the dialect
   and migration, the connections, each part's SQL, :class:`PostgresStore`.
+- ``pg_cluster``: what replicas share in PostgreSQL (leases, reaping,
+  fencing, claims, cancel doorbells); :mod:`runyard.cluster` is its trio side.
 - ``url``: :func:`store_for`, the store a ``--db`` names (a ``postgresql://``
   URL or a SQLite path), and :func:`redact`, that name as logs may show it.
 """
