@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -17,7 +19,17 @@ ON_CI = os.environ.get("CI") == "true"
 # What CI runs (``./scripts/test`` with no arguments): the suite on every Python, on the
 # lowest declared versions, and the checks.
 nox.options.sessions = ["tests", "tests_lowest", "lint", "typecheck"]
+# ... as many at once as there are cores (those that allow_parallel; bench and the others
+# run alone), each one's output printed whole when it ends. One a core: the suite is
+# CPU-bound, and three test sessions on 2 cores made tests with timeouts miss them.
+# ./scripts/test runs the coverage session alone first: its chaos storm needs both.
+nox.options.parallel = os.cpu_count() or 1
 nox.options.reuse_existing_virtualenvs = True
+# uv makes and fills the environments in seconds (scripts/_venv.sh installs it beside nox);
+# without it, virtualenv and pip do. Compiled at install as pip does, so a test's first
+# server start does not compile its imports.
+nox.options.default_venv_backend = "uv|virtualenv"
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 # A missing Python fails CI; elsewhere its sessions are skipped with a message.
 nox.options.error_on_missing_interpreters = ON_CI
 # Interpreters come from this machine (PATH or pyenv), never from a download.
@@ -30,6 +42,8 @@ PYTHONS = ["3.11", "3.13"]
 # lambdas), and coverage's tracer, slowing every thread, made it happen in a full run.
 COVERAGE_PYTHON = "3.13"
 SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
+# What the test suite needs installed: every optional part it tests.
+TEST_EXTRAS = "test,langgraph,postgres"
 # The JS SDK agent-chat-ui pins, for tests/test_chat_flow.py (package-lock.json).
 JS_TESTS = "tests/js"
 FLAKE8_ASYNC = ",".join(
@@ -61,7 +75,7 @@ def _pyenv_pythons() -> None:
 _pyenv_pythons()
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=PYTHONS, allow_parallel=True)
 def tests(session: nox.Session) -> None:
     """The test suite, against real servers on 127.0.0.1, on each supported Python.
 
@@ -69,7 +83,7 @@ def tests(session: nox.Session) -> None:
     coverage and fails under the floor in pyproject.toml
     (``[tool.coverage.report] fail_under``).
     """
-    session.install("-e", ".[test,langgraph]")
+    session.install("-e", f".[{TEST_EXTRAS}]")
     _install_js(session)
     coverage: list[str] = []
     if session.python == COVERAGE_PYTHON and not session.posargs:
@@ -78,7 +92,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *coverage, *session.posargs, env=env)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def tests_lowest(session: nox.Session) -> None:
     """The test suite with runyard's dependencies at the lower bounds pyproject.toml declares.
 
@@ -90,7 +104,7 @@ def tests_lowest(session: nox.Session) -> None:
     session.log("lower bounds: " + " ".join(pins))
     constraints = Path(session.create_tmp()) / "lowest.txt"
     constraints.write_text("\n".join(pins) + "\n")
-    session.install("-e", ".[test,langgraph]", "-c", str(constraints))
+    session.install("-e", f".[{TEST_EXTRAS}]", "-c", str(constraints))
     _install_js(session)
     session.run("pytest", *session.posargs)
 
@@ -108,21 +122,39 @@ def _lower_bounds() -> list[str]:
 
 
 def _install_js(session: nox.Session) -> None:
-    """``npm ci`` for the JS SDK test: required on CI; elsewhere that test is skipped without it."""
+    """``npm ci`` for the JS SDK test: required on CI; elsewhere that test is skipped without it.
+
+    Once for all test sessions, which ``./scripts/test`` runs at the same time:
+    one at a time (a lock on ``package-lock.json``), and not again while
+    ``node_modules`` holds what that lock file names (a stamp in it; ``npm ci``
+    deletes ``node_modules`` first, the stamp with it).
+    """
     if shutil.which("node") is None or shutil.which("npm") is None:
         if ON_CI:
             session.error("node and npm are required on CI (tests/js, the JS SDK test)")
         session.warn("node/npm not found: the JS SDK test will be skipped")
         return
-    try:
-        session.run("npm", "ci", "--prefix", JS_TESTS, "--no-audit", "--no-fund", external=True)
-    except nox.command.CommandFailed:
-        if ON_CI:
-            raise
-        session.warn("npm ci failed: the JS SDK test will be skipped unless tests/js is installed")
+    lock_file = Path(JS_TESTS) / "package-lock.json"
+    stamp = Path(JS_TESTS) / "node_modules" / ".runyard-installed"
+    with lock_file.open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        wanted = hashlib.sha256(lock.read()).hexdigest()
+        if stamp.exists() and stamp.read_text() == wanted:
+            session.log(f"{JS_TESTS}/node_modules is up to date")
+            return
+        try:
+            session.run("npm", "ci", "--prefix", JS_TESTS, "--no-audit", "--no-fund", external=True)
+        except nox.command.CommandFailed:
+            if ON_CI:
+                raise
+            session.warn(
+                "npm ci failed: the JS SDK test will be skipped unless tests/js is installed"
+            )
+            return
+        stamp.write_text(wanted)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff, plus flake8-async for unshielded awaits in cleanup (ASYNC102 and friends)."""
     session.install("-e", ".[lint]")
@@ -133,17 +165,17 @@ def lint(session: nox.Session) -> None:
     session.run("flake8", f"--select={FLAKE8_ASYNC}", "src")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, allow_parallel=True)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
-    session.install("-e", ".[test,typecheck,langgraph]")
+    session.install("-e", f".[{TEST_EXTRAS},typecheck]")
     session.run("mypy")
 
 
 @nox.session(python=PYTHON)
 def chaos(session: nox.Session) -> None:
     """The heavier cancellation-chaos tier (more seeds); CI runs the light one in `tests`."""
-    session.install("-e", ".[test,langgraph]")
+    session.install("-e", f".[{TEST_EXTRAS}]")
     # -s: the injection counts, per target and in total, are printed by the tests.
     session.run("pytest", "tests/chaos", "-q", "-s", env={"RUNYARD_CHAOS_TIER": "heavy"})
 
