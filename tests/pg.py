@@ -84,12 +84,18 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(f"PostgreSQL is not available: {reason}")
 
 
+# Where the throw-away clusters live: a folder every user may enter.
+SYSTEM_TMP = "/tmp"
+
+
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, on a unix socket."""
 
     def __init__(self, binaries: Path) -> None:
         self._binaries = binaries
-        self._root = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
+        # Not under TMPDIR (nox points it into the checkout, which the postgres user may
+        # not be allowed to enter): the system's /tmp, which every user can.
+        self._root = Path(tempfile.mkdtemp(prefix="runyard-pg-", dir=SYSTEM_TMP))
         self.data = self._root / "data"
         self.socket_dir = self._root
         self._log = self._root / "server.log"
