@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -63,6 +64,9 @@ CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT_MS = 30_000
 # The first key of the owner lock (the second is the schema's).
 OWNER_LOCK = 0x72756E79  # "runy"
+# How long taking the owner lock keeps trying: a process that just stopped frees it
+# a moment after its connection closes, not at once.
+OWNER_LOCK_WAIT = 2.0  # seconds
 # Rows a scan fetches at a time (searches that filter rows in Python).
 SCAN_ROWS = 500
 # One process per database (schema), or any number of replicas: a session lock,
@@ -116,7 +120,7 @@ class _Link:
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             if self._read_only:
                 conn.execute("SET default_transaction_read_only = on")
-            if self._owner_lock and conn.execute(self._owner_lock).fetchone() != (True,):
+            if self._owner_lock and not _take_lock(conn, self._owner_lock):
                 raise StoreError("the database is in use by another runyard process")
         except BaseException:
             conn.close()
@@ -326,3 +330,14 @@ def scan(conn: Conn, query: str, args: Any = ()) -> Iterator[Iterator[tuple[Any,
         cursor.itersize = SCAN_ROWS
         cursor.execute(query, args)
         yield iter(cursor)
+
+
+def _take_lock(conn: Conn, query: str) -> bool:
+    """Run the owner lock's ``pg_try_advisory_lock`` until it answers true, for at most
+    :data:`OWNER_LOCK_WAIT` (in a worker thread: the sleeps block only it)."""
+    deadline = time.monotonic() + OWNER_LOCK_WAIT
+    while conn.execute(query).fetchone() != (True,):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
