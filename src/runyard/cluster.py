@@ -141,6 +141,7 @@ class Replica:
         """Renew the lease every heartbeat; a failed renewal is tried again at the next."""
         while True:
             due = trio.current_time() + self._heartbeat
+            known = set(self._cancelled)  # a doorbell may deliver more while we read
             try:
                 cancels = await self.store.heartbeat()
             except LeaseLost:
@@ -150,7 +151,9 @@ class Replica:
             else:
                 for run_id, reason in cancels:
                     self._deliver(run_id, reason)
-                self._cancelled &= {run_id for run_id, _ in cancels}
+                # Forget what no longer waits, but only what was known before the read:
+                # a cancel delivered meanwhile is not in this older answer yet.
+                self._cancelled -= known - {run_id for run_id, _ in cancels}
             await trio.sleep_until(due)
 
     async def _reap_expired(self) -> None:
