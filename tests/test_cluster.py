@@ -166,7 +166,11 @@ async def test_a_replica_joins_with_a_fresh_id_and_a_lease_on_the_database_clock
 ) -> None:
     a, b = await join(), await join(lease=2.0)
     assert a.replica_id != b.replica_id
-    lease = "SELECT extract(epoch FROM lease_until - heartbeat_at) FROM replicas WHERE replica_id"
+    # float8: extract() answers numeric, which pytest 8.0's approx cannot compare.
+    lease = (
+        "SELECT extract(epoch FROM lease_until - heartbeat_at)::float8"
+        " FROM replicas WHERE replica_id"
+    )
     assert rows(postgres_url, f"{lease} = '{b.replica_id}'") == [(pytest.approx(2.0),)]
     (before,) = rows(
         postgres_url, f"SELECT lease_until FROM replicas WHERE replica_id = '{b.replica_id}'"
