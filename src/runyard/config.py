@@ -55,6 +55,10 @@ class Settings:
     # A graph run caught by a crash resumes from its last checkpoint as a new attempt,
     # instead of ending interrupted (re-running a node may repeat its side effects).
     resume_graph_runs: bool = False
+    # While graphs are served, keep the process on one CPU (Linux): trio and the graph
+    # thread hand the GIL over faster there (runyard.cpu_pin). Processes a graph starts
+    # inherit it: false for graphs that start CPU-heavy processes.
+    pin_cpu: bool = True
     log_level: str = "info"
     log_format: str = "text"  # "text": time level event key=value; "json": one object a line
     # Security and limits (docs/security.md).

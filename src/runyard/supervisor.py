@@ -41,6 +41,7 @@ from .assistants import Assistants
 from .commit import CommitWriter
 from .config import Settings
 from .coordinator import LocalCoordinator
+from .cpu_pin import CpuPin
 from .cron_scheduler import CronScheduler
 from .crons import Crons
 from .errors import Conflict, NotFound
@@ -109,7 +110,7 @@ class Supervisor:
             from .graph_run import GraphHost  # LangGraph is an optional extra
             from .memory import RunyardMemory
 
-            graph_loop = self.graph_loop = GraphLoop()
+            graph_loop = self.graph_loop = GraphLoop(CpuPin() if settings.pin_cpu else None)
 
             def memory_for(owner: str) -> RunyardMemory:
                 return RunyardMemory(store, graph_loop, owner)
