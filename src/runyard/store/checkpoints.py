@@ -208,7 +208,7 @@ class SQLiteCheckpoints(SQLiteBase):
             rows = _rows(db, thread_id, checkpoint_ns, checkpoint_id, before, limit)
             return [(row, _blobs(db, row, versions_of(row)), _writes(db, row)) for row in rows]
 
-        return await self._read(load)
+        return await self._read(load, point=limit == 1)
 
     async def delete_checkpoints(
         self, *, thread_id: str | None = None, run_ids: list[str] | None = None

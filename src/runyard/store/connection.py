@@ -7,7 +7,9 @@ A small write (a batch of events and checkpoints, see
 :meth:`SQLiteBase._write`) runs on trio's own thread instead: in WAL mode
 with ``synchronous=NORMAL`` a commit appends to the WAL without waiting for
 the disk, and two thread hand-offs cost more than the write (measured in
-docs/benchmarks.md). Checkpoints, which do wait for the disk, are taken out
+docs/benchmarks.md). So does a point read (one thread's owner, one
+checkpoint: ``_read(..., point=True)``), which the page cache answers in
+microseconds. Checkpoints, which do wait for the disk, are taken out
 of the commits (``wal_autocheckpoint`` is off) and run in the writer's
 thread every :data:`CHECKPOINT_EVERY_BYTES` written.
 Every write transaction starts with ``BEGIN IMMEDIATE``, so a lock held by
@@ -175,12 +177,13 @@ class SQLiteBase:
             raise StoreError("the database is closed")
         self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the reader's thread; errors as for :meth:`_write`."""
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], *, point: bool = False) -> T:
+        """Run ``fn`` on the reader's thread (``point``: a read of one row or one
+        checkpoint, on trio's); errors as for :meth:`_write`."""
 
         def read() -> T:
             if self._reader is None:
                 raise StoreError("the database is closed")
             return fn(self._reader)
 
-        return await retry_busy(self._read_limiter, read, action="read")
+        return await retry_busy(self._read_limiter, read, action="read", inline=point)

@@ -37,7 +37,7 @@ class SQLiteStore(
         return await self._read(lambda db: queries.get_thread(db, thread_id))
 
     async def thread_owner(self, thread_id: str) -> str | None:
-        return await self._read(lambda db: queries.thread_owner(db, thread_id))
+        return await self._read(lambda db: queries.thread_owner(db, thread_id), point=True)
 
     async def search_threads(
         self,
