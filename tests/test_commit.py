@@ -186,6 +186,32 @@ async def test_events_appended_during_a_transaction_share_the_next_ones(
         assert [e.value()["i"] for e in events if e.event == "values"] == list(range(300))
 
 
+async def test_a_new_run_its_running_mark_and_first_event_commit_in_one_transaction(
+    store: RecordingStore, writer: CommitWriter
+) -> None:
+    run, thread = pending_run()
+    before = writer.transactions
+    first = await writer.create(run, thread, running_at=now(), first=("metadata", {"n": 1}))
+    assert writer.transactions - before == 1
+    assert first is not None
+    assert (first.run_id, first.seq, first.event) == (run.run_id, 0, "metadata")
+    last = len(store.transactions) - 1
+    assert store.where(run.run_id) == {"events": [last], "running": [last], "final": []}
+    assert [(e.seq, e.value()) for e in await stored(store, run.run_id)] == [(0, {"n": 1})]
+    assert await stored_status(store, run.run_id) is RunStatus.RUNNING
+
+
+async def test_a_writer_that_commits_only_final_states_leaves_the_first_event_to_the_log(
+    store: RecordingStore, nursery: trio.Nursery
+) -> None:
+    writer = CommitWriter(store, durable=False)
+    await nursery.start(writer.serve)
+    run, thread = pending_run()
+    assert await writer.create(run, thread, first=("metadata", {})) is None
+    assert await stored(store, run.run_id) == []
+    await writer.aclose()
+
+
 async def test_an_idle_writer_commits_a_lone_event_at_once(
     store: RecordingStore, writer: CommitWriter
 ) -> None:
@@ -393,7 +419,7 @@ async def test_a_failed_commit_fails_the_create_and_mark_running_waiting_on_it(
     fresh, thread = pending_run()
     errors: dict[str, StoreError] = {}
 
-    async def wait_for(name: str, op: Callable[[], Awaitable[None]]) -> None:
+    async def wait_for(name: str, op: Callable[[], Awaitable[object]]) -> None:
         try:
             await op()
         except StoreError as exc:

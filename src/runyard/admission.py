@@ -99,8 +99,12 @@ class Admission:
             # mark is committed with its row.
             running_at = ts if not ahead and request.after_seconds <= 0 else None
             with trio.CancelScope(shield=True):
-                await self._writer.create(run, new_thread, running_at=running_at)
-                handle = self._runner.admit(nursery, run, request, agent, running_at=running_at)
+                first = await self._writer.create(
+                    run, new_thread, running_at=running_at, first=self._runner.metadata(run)
+                )
+                handle = self._runner.admit(
+                    nursery, run, request, agent, running_at=running_at, first=first
+                )
             reason = _TAKEOVER.get(strategy)
             if reason is not None:
                 for earlier in ahead:

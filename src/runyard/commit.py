@@ -57,6 +57,7 @@ class _Row:
 
     created: tuple[Run, Thread | None] | None = None
     running: tuple[str, float] | None = None
+    first: Event | None = None  # the created run's first event
     checkpoints: list[CheckpointRow] = dataclasses.field(default_factory=list)
     writes: list[WriteRow] = dataclasses.field(default_factory=list)
     sticky: bool = False  # commits in the same transaction as the events queued before it
@@ -140,17 +141,28 @@ class CommitWriter:
             raise final.error
 
     async def create(
-        self, run: Run, thread: Thread | None, *, running_at: float | None = None
-    ) -> None:
+        self,
+        run: Run,
+        thread: Thread | None,
+        *,
+        running_at: float | None = None,
+        first: tuple[str, JSON] | None = None,
+    ) -> Event | None:
         """Commit a new pending run (after ``thread``, new too, if given).
 
         With ``running_at`` its running mark is committed with it (a run that
-        starts at once): one transaction less before its agent starts.
+        starts at once): one transaction less before its agent starts. So is
+        ``first``, the run's first event (seq 0), by a durable writer: it is
+        returned, for the run's log to publish (None: log it as usual).
         Raises :class:`StoreError` when it could not be written. Cancelling the
         wait does not withdraw it: callers shield it.
         """
         running = None if running_at is None else (run.run_id, running_at)
-        await self._acknowledged(_Row(created=(run, thread), running=running))
+        event = None
+        if first is not None and self.durable:
+            event = Event.make(run.run_id, 0, *first)
+        await self._acknowledged(_Row(created=(run, thread), running=running, first=event))
+        return event
 
     async def mark_running(self, run_id: str, at: float) -> None:
         """Commit that the run is running; raises :class:`StoreError` if it could not.
@@ -253,6 +265,8 @@ class CommitWriter:
                 rows.append(op)
                 if op.created is not None:
                     batch.created.append(op.created)
+                if op.first is not None:
+                    batch.events.append(op.first)
                 if op.running is not None:
                     batch.running.append(op.running)
                 batch.checkpoints.extend(op.checkpoints)

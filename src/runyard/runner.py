@@ -32,7 +32,7 @@ from .coordinator import Coordinator
 from .errors import AgentError, LimitExceeded, StoreError
 from .events import EventBus
 from .feed import RunFeed
-from .model import JSON, CancelReason, Run, RunRequest, RunStatus, dumps, now
+from .model import JSON, CancelReason, Event, Run, RunRequest, RunStatus, dumps, now
 from .outcome import (
     STORE_FAILED,
     Outcome,
@@ -83,24 +83,35 @@ class Runner:
         *,
         next_seq: int = 0,
         running_at: float | None = None,
+        first: Event | None = None,
     ) -> RunHandle:
         """Register a persisted run, queue its ``metadata`` event, start its task.
 
         ``next_seq`` > 0 means the log has begun already (a run restarted
         after a crash), ``metadata`` included. ``running_at``: the run's
-        running mark was committed with its row. Nothing here waits.
+        running mark was committed with its row; ``first``: so was its
+        ``metadata`` event (:meth:`metadata`), published here. Nothing here waits.
         """
+        if first is not None:
+            next_seq = first.seq + 1
         run_log = self.bus.open(run.run_id, next_seq=next_seq)
         handle = RunHandle(run, request, run_log, agent)
         handle.running_at = running_at
-        if next_seq == 0 or run.attempt > 1:  # a new log, or a new attempt in an old one
-            self.writer.append_nowait(run_log, "metadata", metadata_of(run))
+        if first is not None:
+            run_log.publish([first])
+        elif next_seq == 0 or run.attempt > 1:  # a new log, or a new attempt in an old one
+            self.writer.append_nowait(run_log, *self.metadata(run))
         self.table.admit(handle)
         self.stats.admitted[agent_label(agent)] += 1
         self.coordinator.join_line(handle)
         nursery.start_soon(self._run_task, handle, name=f"run {run.run_id}")
         self.feed.announce(run)
         return handle
+
+    @staticmethod
+    def metadata(run: Run) -> tuple[str, JSON]:
+        """A run's first event: ``metadata``, naming the run and its attempt."""
+        return "metadata", metadata_of(run)
 
     def forget(self, handle: RunHandle) -> None:
         """Drop a finished run from memory; the store still has it."""
