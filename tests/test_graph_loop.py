@@ -131,6 +131,6 @@ async def test_the_gil_changes_hands_often_while_graphs_run() -> None:
     before = sys.getswitchinterval()
     async with trio.open_nursery() as nursery:
         await nursery.start(loop.serve)
-        assert sys.getswitchinterval() == min(before, GIL_SWITCH_INTERVAL)
+        assert sys.getswitchinterval() == pytest.approx(min(before, GIL_SWITCH_INTERVAL), rel=0.01)
         nursery.cancel_scope.cancel()
     assert sys.getswitchinterval() == before
