@@ -17,10 +17,12 @@ thread, as the rows stream out newest first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeGuard
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, TypeVar
 
 from ..errors import Invalid
 from ..model import JSON, LABEL_FORBIDDEN, MAX_TTL_MINUTES, Item, now
@@ -36,6 +38,7 @@ SQL_INT_MAX = 2**63 - 1
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 
 Namespace = tuple[str, ...]
+T = TypeVar("T")
 
 
 class ItemStore(Protocol):
@@ -218,65 +221,99 @@ def _fits(namespace: Namespace, pattern: Namespace, *, from_end: bool) -> bool:
 
 # -- SQL --------------------------------------------------------------------
 
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
-_KEY = "owner = ? AND namespace = ? AND key = ?"
+_ORDER = " ORDER BY updated_at DESC, namespace, key"
 # An update keeps created_at, unless the row it replaces had expired.
-_PUT = ITEMS.insert() + (
+_UPSERT = (
     " ON CONFLICT (owner, namespace, key) DO UPDATE SET value = excluded.value,"
     " updated_at = excluded.updated_at, expires_at = excluded.expires_at,"
     " created_at = CASE WHEN items.expires_at IS NOT NULL"
     " AND items.expires_at <= excluded.updated_at"
     " THEN excluded.created_at ELSE items.created_at END"
 )
-_GET = ITEMS.select(f"WHERE {_KEY} AND {_LIVE}")
-_ORDER = " ORDER BY updated_at DESC, namespace, key"
+
+# Streams a query's rows and stops the read when left: (connection, query, args).
+Scan = Callable[[Any, str, list[Any]], AbstractContextManager[Iterable[tuple[Any, ...]]]]
 
 
 def _path(namespace: Namespace) -> str:
     return NAMESPACE_SEPARATOR.join(namespace)
 
 
-def _under(prefix: Namespace) -> tuple[str, list[str]]:
-    """A WHERE clause (and its arguments) for the namespaces at or under ``prefix``."""
-    if not prefix:
-        return "", []
-    path = _path(prefix)
-    # Paths under it start with path + separator: the range up to the next code point.
-    below = chr(ord(NAMESPACE_SEPARATOR) + 1)
-    clause = " AND (namespace = ? OR (namespace > ? AND namespace < ?))"
-    return clause, [path, path + NAMESPACE_SEPARATOR, path + below]
+@dataclasses.dataclass(frozen=True)
+class ItemSql:
+    """The items' statements in one database's dialect: its placeholder ``mark``, its
+    INSERT of a whole row, and how it streams a search's rows (:data:`Scan`)."""
+
+    mark: str
+    insert: str
+    scan: Scan
+
+    @property
+    def live(self) -> str:
+        return f"(expires_at IS NULL OR expires_at > {self.mark})"
+
+    @property
+    def key(self) -> str:
+        m = self.mark
+        return f"owner = {m} AND namespace = {m} AND key = {m}"
+
+    def under(self, prefix: Namespace) -> tuple[str, list[str]]:
+        """A WHERE clause (and its arguments) for the namespaces at or under ``prefix``."""
+        if not prefix:
+            return "", []
+        path = _path(prefix)
+        # Paths under it start with path + separator: the range up to the next code point.
+        below = chr(ord(NAMESPACE_SEPARATOR) + 1)
+        m = self.mark
+        clause = f" AND (namespace = {m} OR (namespace > {m} AND namespace < {m}))"
+        return clause, [path, path + NAMESPACE_SEPARATOR, path + below]
+
+    def search(
+        self,
+        db: Any,
+        where: str,
+        args: list[Any],
+        filter: Mapping[str, JSON] | None,
+        limit: int,
+        offset: int,
+    ) -> list[Item]:
+        if not filter:
+            query = ITEMS.select(f"{where}{_ORDER} LIMIT {self.mark} OFFSET {self.mark}")
+            return [ITEMS.load(r) for r in db.execute(query, [*args, limit, offset])]
+        found: list[Item] = []
+        skipped = 0
+        with self.scan(db, ITEMS.select(where + _ORDER), args) as rows:
+            for row in rows:
+                if len(found) >= limit:
+                    break
+                item = ITEMS.load(row)
+                if not matches(item.value, filter):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                else:
+                    found.append(item)
+        return found
 
 
-def _search(
-    db: sqlite3.Connection,
-    where: str,
-    args: list[Any],
-    filter: Mapping[str, JSON] | None,
-    limit: int,
-    offset: int,
-) -> list[Item]:
-    if not filter:
-        query = ITEMS.select(where + _ORDER + " LIMIT ? OFFSET ?")
-        return [ITEMS.load(r) for r in db.execute(query, [*args, limit, offset])]
-    found: list[Item] = []
-    skipped = 0
+def _closing_scan(db: sqlite3.Connection, query: str, args: list[Any]) -> contextlib.closing[Any]:
     # Closing ends the read at once when we stop early.
-    with contextlib.closing(db.execute(ITEMS.select(where + _ORDER), args)) as rows:
-        for row in rows:
-            if len(found) >= limit:
-                break
-            item = ITEMS.load(row)
-            if not matches(item.value, filter):
-                continue
-            if skipped < offset:
-                skipped += 1
-            else:
-                found.append(item)
-    return found
+    return contextlib.closing(db.execute(query, args))
 
 
-class SQLiteItems(SQLiteBase):
-    """The :class:`ItemStore` part of :class:`~runyard.store.SQLiteStore`."""
+SQLITE_ITEMS = ItemSql("?", ITEMS.insert(), _closing_scan)
+
+
+class ItemsOnSQL:
+    """The :class:`ItemStore`, for a store whose ``_read``/``_write`` run SQL of ``_sql``."""
+
+    _sql: ItemSql
+
+    if TYPE_CHECKING:
+
+        async def _read(self, fn: Callable[[Any], T]) -> T: ...
+
+        async def _write(self, fn: Callable[[Any], T]) -> T: ...
 
     async def put_item(
         self,
@@ -295,21 +332,24 @@ class SQLiteItems(SQLiteBase):
         at = now()
         expires = None if ttl is None else at + ttl * 60
         item = Item(namespace, key, dict(value), at, at, owner=owner, expires_at=expires)
+        put = self._sql.insert + _UPSERT
         # A lone surrogate in the value is kept as its JSON escape (runyard.model.dumps).
-        await self._write(lambda c: c.execute(_PUT, ITEMS.row(item)))
+        await self._write(lambda c: c.execute(put, ITEMS.row(item)))
 
     async def get_item(self, owner: str, namespace: Namespace, key: str) -> Item | None:
         check_namespace(namespace)
         _check_key(key)
+        query = ITEMS.select(f"WHERE {self._sql.key} AND {self._sql.live}")
         args = (owner, _path(namespace), key, now())
-        row = await self._read(lambda db: db.execute(_GET, args).fetchone())
+        row = await self._read(lambda db: db.execute(query, args).fetchone())
         return None if row is None else ITEMS.load(row)
 
     async def delete_item(self, owner: str, namespace: Namespace, key: str) -> None:
         check_namespace(namespace)
         _check_key(key)
+        query = f"DELETE FROM items WHERE {self._sql.key}"
         args = (owner, _path(namespace), key)
-        await self._write(lambda c: c.execute(f"DELETE FROM items WHERE {_KEY}", args))
+        await self._write(lambda c: c.execute(query, args))
 
     async def search_items(
         self,
@@ -324,10 +364,11 @@ class SQLiteItems(SQLiteBase):
         if filter is not None:
             check_filter(filter)
         _check_paging(limit, offset)
-        under, paths = _under(prefix)
-        where = f"WHERE owner = ? AND {_LIVE}{under}"
+        sql = self._sql
+        under, paths = sql.under(prefix)
+        where = f"WHERE owner = {sql.mark} AND {sql.live}{under}"
         args: list[Any] = [owner, now(), *paths]
-        return await self._read(lambda db: _search(db, where, args, filter, limit, offset))
+        return await self._read(lambda db: sql.search(db, where, args, filter, limit, offset))
 
     async def list_namespaces(
         self,
@@ -348,8 +389,11 @@ class SQLiteItems(SQLiteBase):
         literal = tuple(prefix or ())
         if WILDCARD in literal:
             literal = literal[: literal.index(WILDCARD)]
-        under, paths = _under(literal)
-        query = f"SELECT DISTINCT namespace FROM items WHERE owner = ? AND {_LIVE}{under}"
+        sql = self._sql
+        under, paths = sql.under(literal)
+        query = (
+            f"SELECT DISTINCT namespace FROM items WHERE owner = {sql.mark} AND {sql.live}{under}"
+        )
         args: list[Any] = [owner, now(), *paths]
         rows = await self._read(lambda db: db.execute(query, args).fetchall())
         found: set[Namespace] = set()
@@ -364,8 +408,16 @@ class SQLiteItems(SQLiteBase):
 
     async def purge_items(self, before: float | None = None) -> int:
         cutoff = now() if before is None else before
+        query = f"DELETE FROM items WHERE expires_at <= {self._sql.mark}"
 
-        def purge(c: sqlite3.Connection) -> int:
-            return c.execute("DELETE FROM items WHERE expires_at <= ?", (cutoff,)).rowcount
+        def purge(c: Any) -> int:
+            count: int = c.execute(query, (cutoff,)).rowcount
+            return count
 
         return await self._write(purge)
+
+
+class SQLiteItems(SQLiteBase, ItemsOnSQL):
+    """The :class:`ItemStore` part of :class:`~runyard.store.SQLiteStore`."""
+
+    _sql = SQLITE_ITEMS
