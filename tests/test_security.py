@@ -177,6 +177,36 @@ async def test_limits_answer_429_with_retry_after(
     await server.stopped.wait()
 
 
+async def test_patches_cannot_merge_metadata_past_the_limit(
+    settings: Settings, nursery: trio.Nursery
+) -> None:
+    settings.max_metadata_bytes = 100
+    server: Server = await nursery.start(serve, settings)
+    forty = "x" * 40
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        thread = (await c.post("/threads", json={"metadata": {"a": forty}})).json()
+        path = f"/threads/{thread['thread_id']}"
+        assert (await c.patch(path, json={"metadata": {"b": forty}})).status_code == 200
+        too_big = await c.patch(path, json={"metadata": {"c": forty}})
+        assert too_big.status_code == 422
+        assert "metadata" in too_big.json()["detail"]
+        assert sorted((await c.get(path)).json()["metadata"]) == ["a", "b"]
+
+        cron = await c.post(
+            "/runs/crons",
+            json={"assistant_id": "echo", "schedule": "0 0 * * *", "metadata": {"a": forty}},
+        )
+        assert cron.status_code == 200, cron.text
+        cron_path = f"/runs/crons/{cron.json()['cron_id']}"
+        assert (await c.patch(cron_path, json={"metadata": {"b": forty}})).status_code == 200
+        too_big = await c.patch(cron_path, json={"metadata": {"c": forty}})
+        assert too_big.status_code == 422
+        assert "metadata" in too_big.json()["detail"]
+        assert sorted((await c.get(cron_path)).json()["metadata"]) == ["a", "b"]
+    server.request_stop()
+    await server.stopped.wait()
+
+
 async def test_a_misbehaving_agent_gets_an_error_end_and_the_server_stays_healthy(
     settings: Settings, nursery: trio.Nursery
 ) -> None:

@@ -24,7 +24,7 @@ from croniter import croniter
 
 from .assistants import Assistants
 from .errors import BadRequest, Invalid, NotFound
-from .model import JSON, Cron, MultitaskStrategy, RunRequest, new_id, now
+from .model import JSON, Cron, MultitaskStrategy, RunRequest, json_size, new_id, now
 from .store import Store
 from .store.crons import CLAIM_KEY
 from .store.crons import SORTABLE as SORTABLE  # what a search may sort by
@@ -221,10 +221,18 @@ class Crons:
             owner=owner, assistant_id=assistant_id, thread_id=thread_id, metadata=metadata or {}
         )
 
-    async def update(self, cron_id: str, change: CronChange, *, owner: str = "") -> Cron:
+    async def update(
+        self,
+        cron_id: str,
+        change: CronChange,
+        *,
+        owner: str = "",
+        max_metadata: int | None = None,
+    ) -> Cron:
         """Apply ``change`` in one transaction; a new schedule, time zone, end time or a
-        re-enabled cron counts its next time from now. Raises :class:`BadRequest` for an
-        empty change, :class:`Invalid`, :class:`NotFound`."""
+        re-enabled cron counts its next time from now; the merged metadata may take up
+        to ``max_metadata`` bytes. Raises :class:`BadRequest` for an empty change,
+        :class:`Invalid`, :class:`NotFound`."""
         if change.empty():
             raise BadRequest("the request body names nothing to update")
         if change.schedule is not None:
@@ -234,7 +242,9 @@ class Crons:
         webhook = change.request.get("webhook")
         if isinstance(webhook, str):
             self._check_webhook(webhook)
-        changed = await self._store.change_cron(cron_id, owner, lambda c: _changed(c, change))
+        changed = await self._store.change_cron(
+            cron_id, owner, lambda c: _changed(c, change, max_metadata)
+        )
         if changed is None:
             raise NotFound(f"cron {cron_id} not found")
         self._wake()
@@ -245,7 +255,7 @@ class Crons:
             raise NotFound(f"cron {cron_id} not found")
 
 
-def _changed(cron: Cron, change: CronChange) -> Cron:
+def _changed(cron: Cron, change: CronChange, max_metadata: int | None = None) -> Cron:
     """``cron`` with ``change`` applied (in the store's transaction: no I/O here)."""
     ts = now()
     new = dataclasses.replace(cron, updated_at=ts)
@@ -263,6 +273,8 @@ def _changed(cron: Cron, change: CronChange) -> Cron:
         new.on_run_completed = change.on_run_completed
     if change.metadata is not None:
         new.metadata = {**cron.metadata, **change.metadata}
+        if max_metadata is not None and json_size(new.metadata) > max_metadata:
+            raise Invalid(f"the cron's metadata would be larger than {max_metadata} bytes")
     if change.request or change.options or change.context is not None:
         options = {**cron.payload.get("options", {}), **change.options}
         new.payload = {**cron.payload, **change.request, "options": options}

@@ -225,6 +225,11 @@ _ORJSON = (
 )
 
 
+def json_size(value: JSON) -> int:
+    """How long ``value`` is as compact JSON (non-ASCII escaped): what metadata limits count."""
+    return len(json.dumps(value, separators=(",", ":")))
+
+
 def dumps(value: JSON) -> str:
     """Compact JSON with no raw newlines, so a value fits one SSE ``data:`` line.
 

@@ -8,12 +8,11 @@ create, where a taken id is a :class:`Conflict`).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 
 from .coordinator import Coordinator
 from .errors import Conflict, Invalid, NotFound
-from .model import JSON, CancelReason, RunRequest, Thread, ThreadStatus, new_id, now
+from .model import JSON, CancelReason, RunRequest, Thread, ThreadStatus, json_size, new_id, now
 from .runner import Runner
 from .runtable import RunTable
 from .store import Store
@@ -101,7 +100,7 @@ class Threads:
         """Merge ``metadata`` into the thread's, key by key, up to ``max_metadata`` bytes."""
         thread = await self.get(thread_id, owner=owner)
         merged = {**thread.metadata, **metadata}
-        if max_metadata is not None and len(_compact(merged)) > max_metadata:
+        if max_metadata is not None and json_size(merged) > max_metadata:
             raise Invalid(f"the thread's metadata would be larger than {max_metadata} bytes")
         patched = await self._store.patch_thread(thread_id, metadata, now())
         if patched is None:  # deleted meanwhile
@@ -168,7 +167,3 @@ class Threads:
             )
             return thread.thread_id
         raise NotFound(f"thread {request.thread_id} not found")
-
-
-def _compact(value: JSON) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -21,7 +21,7 @@ from ..errors import BadRequest, Invalid, NotFound
 from ..model import JSON, Cron
 from ..wire import iso
 from .bodies import RunCreate, WebhookUrl
-from .context import owner, supervisor
+from .context import owner, settings, supervisor
 from .graph_options import Nodes
 from .routes import NO_BODY, Routes
 from .schema import Body, Limit, Metadata, Object, Offset, StreamModes, null_allowed
@@ -303,7 +303,10 @@ async def get(cron_id: str) -> Response:
     raises=(BadRequest, Invalid, NotFound),
 )
 async def update(cron_id: str, body: CronPatch) -> Response:
-    changed = await supervisor().crons.update(cron_id, body.change(), owner=owner())
+    limit = settings().max_metadata_bytes
+    changed = await supervisor().crons.update(
+        cron_id, body.change(), owner=owner(), max_metadata=limit
+    )
     return jsonify(cron_json(changed))
 
 

@@ -36,7 +36,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from werkzeug.datastructures import MultiDict
 
 from ..errors import BadRequest, Invalid
-from ..model import JSON, RunStatus, ThreadStatus
+from ..model import JSON, RunStatus, ThreadStatus, json_size
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -250,7 +250,7 @@ def _whole(value: Any) -> Any:
 
 def _small_enough(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     limit = (info.context or {}).get(MAX_METADATA)
-    if limit is not None and len(json.dumps(value, separators=(",", ":"))) > limit:
+    if limit is not None and json_size(value) > limit:
         raise PydanticCustomError(
             "too_large", "must be at most {limit} bytes as JSON", {"limit": limit}
         )
