@@ -21,8 +21,8 @@ from langgraph.graph import END, START, StateGraph
 from runyard.agents import AgentRegistry
 from runyard.config import Settings
 from runyard.langgraph import graph_agent
-from runyard.model import Event, RunRequest, RunStatus
-from runyard.store import SQLiteStore
+from runyard.model import Event, Run, RunRequest, RunStatus, new_id, now
+from runyard.store import Batch, SQLiteStore
 
 from .helpers import assert_gapless, parse_frames, start_supervisor
 from .process import ServerProcess, free_port
@@ -226,3 +226,40 @@ async def test_a_step_cut_between_its_write_and_its_edge_runs_again_on_resume(
     assert (run.attempt, run.status) == (2, RunStatus.SUCCESS)
     assert isinstance(run.output, dict)
     assert run.output["seen"] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_resumable_run_that_saved_nothing_starts_over_with_its_input(
+    store: SQLiteStore,
+) -> None:
+    # A run that starts at once commits its running mark with its row, so a crash can
+    # leave it running before its input's checkpoint: resuming "from the last checkpoint"
+    # would resume the run before it and drop this one's input.
+    agents = AgentRegistry(
+        [graph_agent("counter", _counter_whose_edge_waits(-1, threading.Event()))]
+    )
+    settings = Settings(resume_graph_runs=True)
+    async with trio.open_nursery() as nursery:
+        first = await start_supervisor(nursery, store, agents, settings)
+        done = await first.create_run(RunRequest("counter", {"target": 2}))
+        with trio.fail_after(10):
+            await first.wait_run(done.run_id)
+        await first.shutdown(grace=0)
+    thread = done.run.thread_id
+    ts = now()
+    request = RunRequest("counter", {"target": 4}, thread_id=thread)
+    crashed = Run(
+        run_id=new_id(), thread_id=thread, assistant_id="counter", status=RunStatus.RUNNING,
+        created_at=ts, updated_at=ts, kwargs={**request.kwargs(), "graph_id": "counter"},
+    )  # fmt: skip
+    metadata = Event.make(crashed.run_id, 0, "metadata", {"run_id": crashed.run_id})
+    await store.commit(Batch(created=[(crashed, None)], events=[metadata]))
+    async with trio.open_nursery() as nursery:
+        second = await start_supervisor(nursery, store, agents, settings)
+        with trio.fail_after(10):
+            await second.wait_run(crashed.run_id)
+        await second.shutdown(grace=0)
+    run = await store.get_run(crashed.run_id)
+    assert run is not None
+    assert (run.attempt, run.status) == (2, RunStatus.SUCCESS)
+    assert isinstance(run.output, dict)
+    assert run.output["seen"] == [1, 2, 3, 4], "its input was run, after the run before it"

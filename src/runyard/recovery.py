@@ -10,8 +10,9 @@ continuing where it was, its delay counted from when it was created.
 Opt-in (the ``resume_graph_runs`` setting, or ``resume_on_restart`` on the
 run): a LangGraph run that was running resumes from its thread's last
 committed checkpoint instead, as a new attempt (a ``metadata`` event with the
-attempt number continues its log, gapless). Its nodes after that checkpoint
-run again, so a side effect in them may happen twice.
+attempt number continues its log, gapless); one that had committed no
+checkpoint of its own starts over with its input. Its nodes after that
+checkpoint run again, so a side effect in them may happen twice.
 """
 
 from __future__ import annotations
@@ -53,11 +54,15 @@ async def recover(
             run.attempt += 1
             await store.new_attempt(run.run_id, run.attempt, now())
             request = RunRequest.of(run)
-            # From the thread's last checkpoint: no input, no command, no fork point.
-            request.input = None
             request.after_seconds = 0.0
-            for key in ("command", "checkpoint"):
-                request.options.pop(key, None)
+            newest = await store.get_checkpoint(run.thread_id, "", None)
+            if newest is not None and newest.run_id == run.run_id:
+                # From the run's last checkpoint: no input, no command, no fork point.
+                request.input = None
+                for key in ("command", "checkpoint"):
+                    request.options.pop(key, None)
+            # Else the run saved nothing (it died before its input's checkpoint): it starts
+            # over, input and all.
             runner.admit(nursery, run, request, agent, next_seq=last + 1)
             log.info("run.resumed", extra={"run_id": run.run_id, "attempt": run.attempt})
             continue
