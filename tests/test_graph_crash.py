@@ -216,16 +216,24 @@ async def test_a_step_cut_between_its_write_and_its_edge_runs_again_on_resume(
         with trio.fail_after(10):
             await trio.to_thread.run_sync(reached.wait, abandon_on_cancel=True)
         await first.shutdown(grace=0)
+    run = await _resumed_at_the_next_start(store, agents, settings, handle.run_id)
+    assert run.output["seen"] == [1, 2, 3, 4, 5, 6]
+
+
+async def _resumed_at_the_next_start(
+    store: SQLiteStore, agents: AgentRegistry, settings: Settings, run_id: str
+) -> Any:
+    """Start a supervisor on ``store``; the run it resumes ends ``success`` as attempt 2."""
     async with trio.open_nursery() as nursery:
         second = await start_supervisor(nursery, store, agents, settings)
         with trio.fail_after(10):
-            await second.wait_run(handle.run_id)
+            await second.wait_run(run_id)
         await second.shutdown(grace=0)
-    run = await store.get_run(handle.run_id)
+    run = await store.get_run(run_id)
     assert run is not None
     assert (run.attempt, run.status) == (2, RunStatus.SUCCESS)
     assert isinstance(run.output, dict)
-    assert run.output["seen"] == [1, 2, 3, 4, 5, 6]
+    return run
 
 
 async def test_a_resumable_run_that_saved_nothing_starts_over_with_its_input(
@@ -253,13 +261,5 @@ async def test_a_resumable_run_that_saved_nothing_starts_over_with_its_input(
     )  # fmt: skip
     metadata = Event.make(crashed.run_id, 0, "metadata", {"run_id": crashed.run_id})
     await store.commit(Batch(created=[(crashed, None)], events=[metadata]))
-    async with trio.open_nursery() as nursery:
-        second = await start_supervisor(nursery, store, agents, settings)
-        with trio.fail_after(10):
-            await second.wait_run(crashed.run_id)
-        await second.shutdown(grace=0)
-    run = await store.get_run(crashed.run_id)
-    assert run is not None
-    assert (run.attempt, run.status) == (2, RunStatus.SUCCESS)
-    assert isinstance(run.output, dict)
+    run = await _resumed_at_the_next_start(store, agents, settings, crashed.run_id)
     assert run.output["seen"] == [1, 2, 3, 4], "its input was run, after the run before it"

@@ -183,26 +183,24 @@ async def test_patches_cannot_merge_metadata_past_the_limit(
     settings.max_metadata_bytes = 100
     server: Server = await nursery.start(serve, settings)
     forty = "x" * 40
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
-        thread = (await c.post("/threads", json={"metadata": {"a": forty}})).json()
-        path = f"/threads/{thread['thread_id']}"
+
+    async def patched_twice(c: httpx.AsyncClient, path: str) -> None:
+        """One patch fits (40 + 40 bytes), the next would not: 422, nothing merged."""
         assert (await c.patch(path, json={"metadata": {"b": forty}})).status_code == 200
         too_big = await c.patch(path, json={"metadata": {"c": forty}})
         assert too_big.status_code == 422
         assert "metadata" in too_big.json()["detail"]
         assert sorted((await c.get(path)).json()["metadata"]) == ["a", "b"]
 
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        thread = (await c.post("/threads", json={"metadata": {"a": forty}})).json()
+        await patched_twice(c, f"/threads/{thread['thread_id']}")
         cron = await c.post(
             "/runs/crons",
             json={"assistant_id": "echo", "schedule": "0 0 * * *", "metadata": {"a": forty}},
         )
         assert cron.status_code == 200, cron.text
-        cron_path = f"/runs/crons/{cron.json()['cron_id']}"
-        assert (await c.patch(cron_path, json={"metadata": {"b": forty}})).status_code == 200
-        too_big = await c.patch(cron_path, json={"metadata": {"c": forty}})
-        assert too_big.status_code == 422
-        assert "metadata" in too_big.json()["detail"]
-        assert sorted((await c.get(cron_path)).json()["metadata"]) == ["a", "b"]
+        await patched_twice(c, f"/runs/crons/{cron.json()['cron_id']}")
     server.request_stop()
     await server.stopped.wait()
 
