@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import trio
 
@@ -58,17 +59,17 @@ class CpuPin:
                 self._move(here if here in self.allowed else min(self.allowed))
             finally:
                 task_status.started()
-            load, own = _cpu_load(), _own_time()
+            load, own, at = _cpu_load(), _own_time(), time.monotonic()
             while True:
                 await trio.sleep(REHOME_INTERVAL)
-                now_load, now_own = _cpu_load(), _own_time()
+                now_load, now_own, now_at = _cpu_load(), _own_time(), time.monotonic()
                 busy = {cpu: now_load.get(cpu, 0.0) - load.get(cpu, 0.0) for cpu in self.allowed}
                 assert self.cpu is not None
                 busy[self.cpu] -= now_own - own  # ours counts where it goes
-                better = choose(self.cpu, busy, REHOME_INTERVAL)
+                better = choose(self.cpu, busy, now_at - at)
                 if better != self.cpu:
                     self._move(better)
-                load, own = now_load, now_own
+                load, own, at = now_load, now_own, now_at
         except OSError as exc:  # pinning refused (a cpuset changed under us, say): stop trying
             log.warning("cpu.pin_failed", extra={"error": exc.strerror})
         finally:
