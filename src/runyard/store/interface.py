@@ -9,7 +9,8 @@ touching either of them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..model import (
     JSON,
@@ -176,3 +177,18 @@ class RunStore(Protocol):
     async def last_seq(self, run_id: str) -> int: ...
     async def commit(self, batch: Batch) -> None:
         """Write the batch in one transaction (all of it or, raising, none)."""
+
+
+T = TypeVar("T")
+
+
+class OnSQL:
+    """A part of a store written once for SQLite and PostgreSQL: the store's connection
+    class (first among its bases) brings ``_read`` and ``_write``; its statements come
+    from a dialect object of the part's own."""
+
+    if TYPE_CHECKING:
+
+        async def _read(self, fn: Callable[[Any], T]) -> T: ...
+
+        async def _write(self, fn: Callable[[Any], T]) -> T: ...

@@ -22,11 +22,12 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, TypeVar
+from typing import Any, Protocol, TypeGuard
 
 from ..errors import Invalid
 from ..model import JSON, LABEL_FORBIDDEN, MAX_TTL_MINUTES, Item, now
 from .connection import SQLiteBase
+from .interface import OnSQL
 from .schema import ITEMS, NAMESPACE_SEPARATOR
 
 assert NAMESPACE_SEPARATOR in LABEL_FORBIDDEN, "no label can hold the separator"
@@ -38,7 +39,6 @@ SQL_INT_MAX = 2**63 - 1
 OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 
 Namespace = tuple[str, ...]
-T = TypeVar("T")
 
 
 class ItemStore(Protocol):
@@ -304,16 +304,10 @@ def _closing_scan(db: sqlite3.Connection, query: str, args: list[Any]) -> contex
 SQLITE_ITEMS = ItemSql("?", ITEMS.insert(), _closing_scan)
 
 
-class ItemsOnSQL:
+class ItemsOnSQL(OnSQL):
     """The :class:`ItemStore`, for a store whose ``_read``/``_write`` run SQL of ``_sql``."""
 
     _sql: ItemSql
-
-    if TYPE_CHECKING:
-
-        async def _read(self, fn: Callable[[Any], T]) -> T: ...
-
-        async def _write(self, fn: Callable[[Any], T]) -> T: ...
 
     async def put_item(
         self,

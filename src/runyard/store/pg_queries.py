@@ -200,7 +200,7 @@ def purge_some(c: Conn, before: float, limit: int) -> int:
     if ids:
         c.execute("DELETE FROM events WHERE run_id = ANY(%s)", (ids,))
         c.execute("DELETE FROM runs WHERE run_id = ANY(%s)", (ids,))
-    pg_outbox.purge_some(c, before)
+    pg_outbox.PG_OUTBOX.purge_some(c, before)
     return len(ids)
 
 
@@ -306,7 +306,7 @@ def finish(c: Conn, f: FinalState) -> None:
         )
         c.execute(_FINISH_RUN, run)
         if f.webhook is not None:
-            pg_outbox.add(c, f.webhook)
+            pg_outbox.PG_OUTBOX.put(c, f.webhook)
     if f.thread_status is None:
         return
     at = dict(thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at)

@@ -220,7 +220,7 @@ def purge_some(c: sqlite3.Connection, before: float, limit: int) -> int:
     if ids:
         c.execute(f"DELETE FROM events WHERE run_id IN ({marks})", ids)
         c.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
-    outbox.purge_some(c, before)
+    outbox.SQLITE_OUTBOX.purge_some(c, before)
     return len(ids)
 
 
@@ -288,7 +288,7 @@ def _finish(c: sqlite3.Connection, f: FinalState) -> None:
         )
         c.execute(_FINISH_RUN, run)
         if f.webhook is not None:
-            outbox.add(c, f.webhook)
+            outbox.SQLITE_OUTBOX.put(c, f.webhook)
     if f.thread_status is None:
         return
     at = dict(thread_id=f.thread_id, status=f.thread_status, updated_at=f.updated_at)
