@@ -429,6 +429,33 @@ async def test_group_commit_batches_events_of_many_runs(supervisor: Supervisor) 
     assert supervisor.writer.transactions < 20 * 203 / 4
 
 
+async def test_one_run_emitting_back_to_back_shares_transactions(
+    supervisor: Supervisor, store: SQLiteStore
+) -> None:
+    before = supervisor.writer.transactions
+    handle = await supervisor.create_run(RunRequest("emitter", {"n": 2000}))
+    assert (await supervisor.wait_run(handle.run_id)).status is RunStatus.SUCCESS
+    assert_gapless(await stored_events(store, handle.run_id))
+    # metadata + 2,000 custom + values + end: a transaction per event was the old cost.
+    assert supervisor.writer.transactions - before < 2003 / 10
+
+
+async def test_a_run_emitting_back_to_back_still_lets_a_cancel_in(
+    supervisor: Supervisor, store: SQLiteStore
+) -> None:
+    handle = await supervisor.create_run(RunRequest("emitter", {"n": 10_000_000}))
+    events = supervisor.subscribe(handle.run_id)
+    batch = await events.next()
+    assert batch
+    with trio.fail_after(10):
+        run = await supervisor.cancel_run(handle.run_id, wait=True)
+    assert (run.status, run.cancel_reason) == (RunStatus.INTERRUPTED, CancelReason.USER)
+    log = await stored_events(store, handle.run_id)
+    assert_gapless(log)
+    assert 1 < len(log) < 10_000_000
+    assert log[-1].value()["status"] == "interrupted"
+
+
 async def test_a_run_without_a_thread_is_stored_with_a_new_thread_of_its_own(
     supervisor: Supervisor, store: SQLiteStore
 ) -> None:

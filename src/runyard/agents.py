@@ -42,7 +42,8 @@ class _Sink(Protocol):
 class RunContext:
     """What an agent knows of its run, and how it talks back.
 
-    ``emit`` is a checkpoint: a cancellation may land there. Once
+    ``emit`` is a checkpoint: a cancellation may land there (and back-to-back
+    emits let other tasks run at least once a millisecond). Once
     ``set_result`` has been called, a cancellation that lands afterwards
     leaves the run ``success`` with that result.
     """
