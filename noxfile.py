@@ -192,7 +192,8 @@ def bench(session: nox.Session) -> None:
     """The benchmarks (docs/benchmarks.md); `-- --peer langgraph` adds langgraph dev,
     `-- --peer aegra` aegra (own venv, bench/aegra.py), `-- --graphs` runs the graph part alone.
     `-- capacity [--steps 250,500 --duration 60 --peer ...]` runs the capacity workloads
-    instead (bench/capacity.py: w9 token streams, cancel latency, w3 against the ceiling)."""
+    instead (bench/capacity.py: w9 token streams, cancel latency, w3 and w1 against the
+    ceiling, the stack's floor; `--profile` adds a flame graph of w1)."""
     session.install("-e", ".[test,langgraph]")
     if "langgraph" in session.posargs or "--peer" in session.posargs:
         session.install("langgraph-cli[inmem]")

@@ -11,6 +11,11 @@
   -> ``end`` at a subscriber, p50/p99, at idle and under a w9 load.
 - **w3 ratio**: 200 waits of a 0.5 s run against the ceiling server, same
   client, same run: the target is at most 1.2x.
+- **w1 ratio**: one run streaming 10,000 events through the official client,
+  against the ceiling, alternating: the target is at least 40% of it.
+  ``--profile`` adds a py-spy flame graph of runyard during it.
+- **floor**: what trio's timers and hypercorn cost before runyard does
+  anything (bench/floor.py).
 
 ``--baseline SRC`` also serves runyard from another source tree (say ``git
 archive HEAD src`` unpacked in /tmp) and measures it in turn with the
@@ -50,6 +55,9 @@ MAX_SLOWDOWN = 0.10
 MAX_LATENCY_P99_MS = 100.0
 MAX_GAP_P99_MS = 250.0
 W3_TARGET = 1.2  # runyard's w3 wall time over the ceiling's, at most
+W1_TARGET = 0.4  # runyard's w1 events/s over the ceiling's, at least
+W1_EVENTS = 10_000
+PARTS = {"w9", "cancel", "w3", "w1", "floor"}  # what a run measures unless --only says
 # Nice value given to the server and the client with --boost (as root): on a machine
 # shared with other work, the measured processes then get their cores first.
 BOOST = 0
@@ -310,6 +318,51 @@ def w3_ratio(source: Path | None, repeat: int) -> dict[str, Any]:
             "target": W3_TARGET, "walls": walls}  # fmt: skip
 
 
+# -- w1 against the ceiling ------------------------------------------------------------
+
+
+def w1_ratio(source: Path | None, repeat: int, profile: bool) -> dict[str, Any]:
+    """Workload 1 (one stream of 10,000 events) on runyard and the ceiling, alternating."""
+    ry, ceil = runyard_server("runyard-w1", source), bench.ceiling()
+    rates: dict[str, list[float]] = {"runyard": [], "ceiling": []}
+    cpu: list[float] = []
+    out: dict[str, Any] = {}
+    try:
+        asyncio.run(ry.start())
+        asyncio.run(ceil.start())
+        assert ry.proc is not None
+        if BOOST:
+            boost(*(t.proc.pid for t in (ry, ceil) if t.proc is not None), os.getpid())
+        for _ in range(repeat):
+            for name, t in (("runyard", ry), ("ceiling", ceil)):
+                began = bench.cpu_seconds(ry.proc.pid)
+                r = asyncio.run(bench.w1_one_stream(t.url, W1_EVENTS))
+                rates[name].append(r["events_per_s"])
+                if t is ry:
+                    cpu.append((bench.cpu_seconds(ry.proc.pid) - began) / W1_EVENTS * 1e6)
+        if profile:
+            out["profile"] = {k: str(v) for k, v in asyncio.run(profile_w1(ry)).items()}
+    finally:
+        bench.stop_if_running(ry)
+        bench.stop_if_running(ceil)
+    ours, best = statistics.median(rates["runyard"]), statistics.median(rates["ceiling"])
+    return out | {"runyard_events_per_s": ours, "ceiling_events_per_s": best,
+                  "ratio": ours / best, "target": W1_TARGET, "rates": rates,
+                  "server_us_per_event": statistics.median(cpu)}  # fmt: skip
+
+
+async def profile_w1(target: bench.Target) -> dict[str, Path]:
+    import flames
+
+    assert target.proc is not None
+
+    async def streams() -> None:
+        for _ in range(5):
+            await bench.w1_one_stream(target.url, W1_EVENTS)
+
+    return await flames.record(target.proc.pid, "w1", bench.RESULTS, streams)
+
+
 # -- the driver -----------------------------------------------------------------------
 
 
@@ -323,7 +376,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--peer", action="store_true", help="also w9 against langgraph dev")
     p.add_argument("--raw", action="store_true", help="also w9 against bench/raw_sse.py")
     p.add_argument("--cancel-load", type=int, default=250, help="N of the load under cancels")
-    p.add_argument("--only", choices=["w9", "cancel", "w3"], action="append", default=[])
+    p.add_argument("--only", choices=sorted(PARTS), action="append", default=[])
+    p.add_argument("--profile", action="store_true", help="py-spy flame graph of w1")
     p.add_argument("--plot", type=Path, default=PLOT, help="where the w9 PNG goes")
     p.add_argument("--keep-going", action="store_true", help="every step, even after a fail")
     p.add_argument("--boost", action="store_true", help="run server and client at nice -10")
@@ -341,7 +395,7 @@ def main(argv: list[str]) -> None:
         args.steps, args.duration, args.cancel_load = "50,100", 10.0, 50
     steps = [int(s) for s in args.steps.split(",")]
     probes = 5 if args.quick else PROBES
-    only = set(args.only) or {"w9", "cancel", "w3"}
+    only = set(args.only) or PARTS
     servers: dict[str, Path | None] = {"runyard": args.source and args.source.resolve()}
     if args.baseline is not None:
         servers["baseline"] = args.baseline.resolve()
@@ -371,6 +425,16 @@ def main(argv: list[str]) -> None:
             name: w3_ratio(src, 1 if args.quick else 3) for name, src in servers.items()
         }
         print(f"== w3: {json.dumps(results['w3'], indent=1)}", flush=True)
+    if "w1" in only:
+        results["w1"] = {
+            name: w1_ratio(src, 1 if args.quick else 3, args.profile)
+            for name, src in servers.items()
+        }
+        print(f"== w1: {json.dumps(results['w1'], indent=1)}", flush=True)
+    if "floor" in only:
+        import floor
+
+        results["floor"] = floor.measure()
     path = bench.RESULTS / f"capacity-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"results: {path}")
