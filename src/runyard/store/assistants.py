@@ -9,18 +9,20 @@ neither is lost.
 Searches filter on the owner and the graph in SQL and on the name and the
 metadata in Python, as the rows go by in the order asked for, and stop once the
 page is full.
+
+Both stores run the same code (:class:`AssistantsOnSQL`); what their statements
+write differently is an :class:`AssistantSql`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sqlite3
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..model import JSON, Assistant
-from .connection import SQLiteBase
+from .connection import SQLiteBase, closing_scan
+from .interface import OnSQL, Scan, page_of
 from .schema import ASSISTANT_VERSIONS, ASSISTANTS
 
 # The fields a search may be sorted by (LangGraph's ``sort_by``).
@@ -120,53 +122,104 @@ class AssistantStore(Protocol):
         """Delete the owner's assistant and all its versions; False if there was none."""
 
 
-_ADD = ASSISTANTS.insert()
-_ADD_VERSION = ASSISTANT_VERSIONS.insert()
-_REPLACE = ASSISTANTS.insert("INSERT OR REPLACE")
-_GET = ASSISTANTS.select("WHERE assistant_id = ?")
-_GET_OWNED = ASSISTANTS.select("WHERE assistant_id = ? AND owner = ?")
-_GET_VERSION = ASSISTANT_VERSIONS.select("WHERE assistant_id = ? AND version = ?")
-_VERSIONS = ASSISTANT_VERSIONS.select("WHERE assistant_id = ? ORDER BY version DESC")
-_LAST_VERSION = "SELECT max(version) FROM assistant_versions WHERE assistant_id = ?"
+class Order(Protocol):
+    """An ``ORDER BY`` term in one database's dialect, NULL sorting lowest as in SQLite."""
+
+    def __call__(self, expression: str, *, descending: bool = False) -> str: ...
 
 
-def _get(db: sqlite3.Connection, assistant_id: str, owner: str | None = None) -> Assistant | None:
-    if owner is None:
-        row = db.execute(_GET, (assistant_id,)).fetchone()
-    else:
-        row = db.execute(_GET_OWNED, (assistant_id, owner)).fetchone()
+def sqlite_order(expression: str, *, descending: bool = False) -> str:
+    """SQLite's :class:`Order`."""
+    return f"{expression} {'DESC' if descending else 'ASC'}"
+
+
+def _in(column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """SQLite's ``AssistantSql.one_of``."""
+    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class AssistantSql:
+    """The assistants' statements in one database's dialect: its placeholder ``mark``; the
+    INSERT of an assistant (left alone if its id is taken), of a version, and the one that
+    replaces an assistant; what holds a row read for a change (``lock``); how it streams a
+    search's rows (:data:`~.items.Scan`); ``one_of``, a clause (and its arguments) for a
+    column holding one of some values; ``fold``, a column without regard to ASCII case
+    (a format string); and how it sorts."""
+
+    mark: str
+    add: str
+    add_version: str
+    replace: str
+    lock: str
+    scan: Scan
+    one_of: Callable[[str, tuple[str, ...]], tuple[str, list[Any]]]
+    fold: str
+    order: Order
+
+
+SQLITE_ASSISTANTS = AssistantSql(
+    mark="?",
+    add=ASSISTANTS.insert("INSERT OR IGNORE"),
+    add_version=ASSISTANT_VERSIONS.insert(),
+    replace=ASSISTANTS.insert("INSERT OR REPLACE"),
+    lock="",
+    scan=closing_scan,
+    one_of=_in,
+    fold="{} COLLATE NOCASE",
+    order=sqlite_order,
+)
+
+
+def _get(sql: AssistantSql, db: Any, assistant_id: str) -> Assistant | None:
+    query = ASSISTANTS.select(f"WHERE assistant_id = {sql.mark}")
+    row = db.execute(query, (assistant_id,)).fetchone()
     return None if row is None else ASSISTANTS.load(row)
 
 
-def _add(c: sqlite3.Connection, assistant: Assistant) -> tuple[Assistant, bool]:
-    existing = _get(c, assistant.assistant_id)
-    if existing is not None:
-        return existing, False
-    c.execute(_ADD, ASSISTANTS.row(assistant))
-    c.execute(_ADD_VERSION, ASSISTANT_VERSIONS.row(assistant))
-    return assistant, True
+def _owned(sql: AssistantSql, c: Any, assistant_id: str, owner: str) -> Assistant | None:
+    """The owner's assistant, its row held until the transaction ends."""
+    query = ASSISTANTS.select(f"WHERE assistant_id = {sql.mark} AND owner = {sql.mark}{sql.lock}")
+    row = c.execute(query, (assistant_id, owner)).fetchone()
+    return None if row is None else ASSISTANTS.load(row)
+
+
+def _add(sql: AssistantSql, c: Any, assistant: Assistant) -> tuple[Assistant, bool]:
+    if c.execute(sql.add, ASSISTANTS.row(assistant)).rowcount:
+        c.execute(sql.add_version, ASSISTANT_VERSIONS.row(assistant))
+        return assistant, True
+    existing = _get(sql, c, assistant.assistant_id)
+    assert existing is not None, "the row in the way is committed (read committed)"
+    return existing, False
 
 
 def _change(
-    c: sqlite3.Connection, assistant_id: str, owner: str, change: Callable[[Assistant], Assistant]
+    sql: AssistantSql,
+    c: Any,
+    assistant_id: str,
+    owner: str,
+    change: Callable[[Assistant], Assistant],
 ) -> Assistant | None:
-    current = _get(c, assistant_id, owner)
+    current = _owned(sql, c, assistant_id, owner)
     if current is None:
         return None
-    (last,) = c.execute(_LAST_VERSION, (assistant_id,)).fetchone()
+    last_version = f"SELECT max(version) FROM assistant_versions WHERE assistant_id = {sql.mark}"
+    (last,) = c.execute(last_version, (assistant_id,)).fetchone() or (None,)
     changed = dataclasses.replace(change(current), version=(last or 0) + 1)
-    c.execute(_REPLACE, ASSISTANTS.row(changed))
+    c.execute(sql.replace, ASSISTANTS.row(changed))
     # A version's own times are when it was made.
     made = dataclasses.replace(changed, created_at=changed.updated_at)
-    c.execute(_ADD_VERSION, ASSISTANT_VERSIONS.row(made))
+    c.execute(sql.add_version, ASSISTANT_VERSIONS.row(made))
     return changed
 
 
 def _set_latest(
-    c: sqlite3.Connection, assistant_id: str, owner: str, version: int, updated_at: float
+    sql: AssistantSql, c: Any, assistant_id: str, owner: str, version: int, updated_at: float
 ) -> Assistant | None:
-    current = _get(c, assistant_id, owner)
-    row = c.execute(_GET_VERSION, (assistant_id, version)).fetchone()
+    current = _owned(sql, c, assistant_id, owner)
+    m = sql.mark
+    query = ASSISTANT_VERSIONS.select(f"WHERE assistant_id = {m} AND version = {m}")
+    row = c.execute(query, (assistant_id, version)).fetchone()
     if current is None or row is None:
         return None
     latest = dataclasses.replace(
@@ -175,88 +228,101 @@ def _set_latest(
         updated_at=updated_at,
         owner=current.owner,
     )
-    c.execute(_REPLACE, ASSISTANTS.row(latest))
+    c.execute(sql.replace, ASSISTANTS.row(latest))
     return latest
 
 
 def _matching(
-    db: sqlite3.Connection, where: AssistantFilter, order: str = ""
+    sql: AssistantSql, db: Any, where: AssistantFilter, order_by: str = ""
 ) -> Iterator[Assistant]:
-    """The filter's assistants, ``order`` being an ``ORDER BY`` clause or nothing."""
+    """The filter's assistants, ``order_by`` being an ``ORDER BY`` clause or nothing."""
     if not where.graph_ids:
         return
-    marks = ", ".join("?" * len(where.graph_ids))
-    query = ASSISTANTS.select(f"WHERE owner = ? AND graph_id IN ({marks}) {order}")
-    with contextlib.closing(db.execute(query, (where.owner, *where.graph_ids))) as rows:
+    graphs, args = sql.one_of("graph_id", where.graph_ids)
+    query = ASSISTANTS.select(f"WHERE owner = {sql.mark} AND {graphs} {order_by}")
+    with sql.scan(db, query, [where.owner, *args]) as rows:
         for row in rows:
             assistant = ASSISTANTS.load(row)
             if where.matches(assistant):
                 yield assistant
 
 
-def _order(sort_by: str, descending: bool) -> str:
+def _order(sql: AssistantSql, sort_by: str, descending: bool) -> str:
     """The ``ORDER BY`` of :func:`sort_key`."""
     assert sort_by in SORTABLE
-    direction = "DESC" if descending else "ASC"
-    collate = " COLLATE NOCASE" if sort_by in _FOLDED else ""
-    return f'ORDER BY "{sort_by}"{collate} {direction}, assistant_id {direction}'
+    column = f'"{sort_by}"'
+    if sort_by in _FOLDED:
+        column = sql.fold.format(column)
+    tie = sql.order("assistant_id", descending=descending)
+    return f"ORDER BY {sql.order(column, descending=descending)}, {tie}"
 
 
-def _page(found: Iterator[Assistant], limit: int, offset: int) -> list[Assistant]:
-    page: list[Assistant] = []
-    for i, assistant in enumerate(found):
-        if i >= offset:
-            page.append(assistant)
-            if len(page) >= limit:
-                break
-    return page
+class AssistantsOnSQL(OnSQL):
+    """The :class:`AssistantStore`, for a store whose ``_read``/``_write`` run SQL of
+    ``_assistants``."""
 
-
-class SQLiteAssistants(SQLiteBase):
-    """The :class:`AssistantStore` part of :class:`~runyard.store.SQLiteStore`."""
+    _assistants: AssistantSql
 
     async def add_assistant(self, assistant: Assistant) -> tuple[Assistant, bool]:
-        return await self._write(lambda c: _add(c, assistant))
+        return await self._write(lambda c: _add(self._assistants, c, assistant))
 
     async def get_assistant(self, assistant_id: str) -> Assistant | None:
-        return await self._read(lambda db: _get(db, assistant_id))
+        return await self._read(lambda db: _get(self._assistants, db, assistant_id))
 
     async def change_assistant(
         self, assistant_id: str, owner: str, change: Callable[[Assistant], Assistant]
     ) -> Assistant | None:
-        return await self._write(lambda c: _change(c, assistant_id, owner, change))
+        sql = self._assistants
+        return await self._write(lambda c: _change(sql, c, assistant_id, owner, change))
 
     async def set_latest_assistant(
         self, assistant_id: str, owner: str, version: int, updated_at: float
     ) -> Assistant | None:
-        return await self._write(lambda c: _set_latest(c, assistant_id, owner, version, updated_at))
+        sql = self._assistants
+        return await self._write(
+            lambda c: _set_latest(sql, c, assistant_id, owner, version, updated_at)
+        )
 
     async def search_assistants(
         self, where: AssistantFilter, *, sort_by: str, descending: bool, limit: int, offset: int
     ) -> list[Assistant]:
-        order = _order(sort_by, descending)
-        return await self._read(lambda db: _page(_matching(db, where, order), limit, offset))
+        sql = self._assistants
+        order_by = _order(sql, sort_by, descending)
+        return await self._read(
+            lambda db: page_of(_matching(sql, db, where, order_by), limit, offset)
+        )
 
     async def count_assistants(self, where: AssistantFilter) -> int:
-        return await self._read(lambda db: sum(1 for _ in _matching(db, where)))
+        return await self._read(lambda db: sum(1 for _ in _matching(self._assistants, db, where)))
 
     async def assistant_versions(
         self, assistant_id: str, *, metadata: dict[str, JSON], limit: int, offset: int
     ) -> list[Assistant]:
-        def versions(db: sqlite3.Connection) -> list[Assistant]:
-            with contextlib.closing(db.execute(_VERSIONS, (assistant_id,))) as rows:
+        sql = self._assistants
+        query = ASSISTANT_VERSIONS.select(f"WHERE assistant_id = {sql.mark} ORDER BY version DESC")
+
+        def versions(db: Any) -> list[Assistant]:
+            with sql.scan(db, query, [assistant_id]) as rows:
                 found = (ASSISTANT_VERSIONS.load(r) for r in rows)
-                return _page((v for v in found if contains(v.metadata, metadata)), limit, offset)
+                return page_of((v for v in found if contains(v.metadata, metadata)), limit, offset)
 
         return await self._read(versions)
 
     async def delete_assistant(self, assistant_id: str, owner: str) -> bool:
-        def delete(c: sqlite3.Connection) -> bool:
-            gone = c.execute(
-                "DELETE FROM assistants WHERE assistant_id = ? AND owner = ?", (assistant_id, owner)
-            ).rowcount
+        m = self._assistants.mark
+        delete_one = f"DELETE FROM assistants WHERE assistant_id = {m} AND owner = {m}"
+        delete_versions = f"DELETE FROM assistant_versions WHERE assistant_id = {m}"
+
+        def delete(c: Any) -> bool:
+            gone = c.execute(delete_one, (assistant_id, owner)).rowcount
             if gone:
-                c.execute("DELETE FROM assistant_versions WHERE assistant_id = ?", (assistant_id,))
+                c.execute(delete_versions, (assistant_id,))
             return bool(gone)
 
         return await self._write(delete)
+
+
+class SQLiteAssistants(SQLiteBase, AssistantsOnSQL):
+    """The :class:`AssistantStore` part of :class:`~runyard.store.SQLiteStore`."""
+
+    _assistants = SQLITE_ASSISTANTS

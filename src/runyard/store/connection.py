@@ -26,11 +26,12 @@ for the operation in flight and closes both connections.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 import trio.lowlevel
@@ -53,6 +54,11 @@ def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
+
+
+def closing_scan(db: sqlite3.Connection, query: str, args: list[Any]) -> contextlib.closing[Any]:
+    """The query's rows as they are read; closing ends the read at once when left early."""
+    return contextlib.closing(db.execute(query, args))
 
 
 class SQLiteBase:

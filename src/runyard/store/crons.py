@@ -7,24 +7,27 @@ The scheduler (:mod:`runyard.cron_scheduler`) fires a due cron in two steps:
    of schedulers (replicas, or a restarted process) exactly one wins a time.
 2. The run it then creates carries the token in its kwargs
    (:data:`CLAIM_KEY`), and the transaction that writes the run's row clears
-   the claim (:func:`fired`, called by ``queries.commit``).
+   the claim (:meth:`CronSql.fired`, called by ``queries.commit``).
 
 A claim still set is therefore a time whose run was never written: the
 process died between the two steps, or the run was refused. The scheduler
 takes over such claims (:meth:`CronStore.retake_claim`, again a
 compare-and-set) and fires them; nothing else fires a time twice.
+
+Both stores run the same code (:class:`CronsOnSQL`); what their statements
+write differently is a :class:`CronSql`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
+import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..model import JSON, Cron, Run
-from .assistants import contains
-from .connection import SQLiteBase
+from .assistants import Order, contains, sqlite_order
+from .connection import SQLiteBase, closing_scan
+from .interface import OnSQL, Scan, page_of
 from .schema import CRONS
 
 # The key of a cron-fired run's kwargs that holds the claim its row clears.
@@ -93,113 +96,132 @@ class CronStore(Protocol):
         """Drop the claim ``token``: its time was skipped (its run was refused)."""
 
 
-_ADD = CRONS.insert()
-_REPLACE = CRONS.insert("INSERT OR REPLACE")
-_GET = CRONS.select("WHERE cron_id = ?")
-_DUE_WHERE = "enabled = 1 AND claim IS NULL AND next_run_at IS NOT NULL"
-_DUE = CRONS.select(f"WHERE {_DUE_WHERE} AND next_run_at <= ? ORDER BY next_run_at LIMIT ?")
-_NEXT = f"SELECT min(next_run_at) FROM crons WHERE {_DUE_WHERE}"
-_CLAIM = (
-    "UPDATE crons SET next_run_at = ?, claim = ?, claimed_at = ?"
-    f" WHERE cron_id = ? AND next_run_at = ? AND {_DUE_WHERE}"
+_DUE = "enabled = 1 AND claim IS NULL AND next_run_at IS NOT NULL"
+_NEXT = f"SELECT min(next_run_at) FROM crons WHERE {_DUE}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CronSql:
+    """The crons' statements in one database's dialect: its placeholder ``mark``, the
+    INSERT of a new cron and the one that replaces a cron, what holds a row read for a
+    change (``lock``), how it streams a search's rows (:data:`~.items.Scan`) and sorts."""
+
+    mark: str
+    add: str
+    replace: str
+    lock: str
+    scan: Scan
+    order: Order
+
+    @property
+    def release(self) -> str:
+        m = self.mark
+        return (
+            f"UPDATE crons SET claim = NULL, claimed_at = NULL WHERE cron_id = {m} AND claim = {m}"
+        )
+
+    def fired(self, c: Any, runs: list[Run]) -> None:
+        """Clear the claims of cron-fired runs, in the transaction that writes their rows."""
+        claims = [
+            (run.metadata["cron_id"], run.kwargs[CLAIM_KEY])
+            for run in runs
+            if CLAIM_KEY in run.kwargs and "cron_id" in run.metadata
+        ]
+        if claims:
+            c.cursor().executemany(self.release, claims)
+
+    def delete_for_thread(self, c: Any, thread_id: str) -> None:
+        """A thread's crons go with it."""
+        c.execute(f"DELETE FROM crons WHERE thread_id = {self.mark}", (thread_id,))
+
+
+SQLITE_CRONS = CronSql(
+    mark="?",
+    add=CRONS.insert(),
+    replace=CRONS.insert("INSERT OR REPLACE"),
+    lock="",
+    scan=closing_scan,
+    order=sqlite_order,
 )
-_STALE = CRONS.select("WHERE claim IS NOT NULL AND claimed_at < ? ORDER BY claimed_at")
-_RETAKE = "UPDATE crons SET claim = ?, claimed_at = ? WHERE cron_id = ? AND claim = ?"
-_RELEASE = "UPDATE crons SET claim = NULL, claimed_at = NULL WHERE cron_id = ? AND claim = ?"
+# What ``queries`` runs in its transactions.
+fired = SQLITE_CRONS.fired
+delete_for_thread = SQLITE_CRONS.delete_for_thread
 
 
-def fired(c: sqlite3.Connection, runs: list[Run]) -> None:
-    """Clear the claims of cron-fired runs, in the transaction that writes their rows."""
-    claims = [
-        (run.metadata["cron_id"], run.kwargs[CLAIM_KEY])
-        for run in runs
-        if CLAIM_KEY in run.kwargs and "cron_id" in run.metadata
-    ]
-    if claims:
-        c.executemany(_RELEASE, claims)
-
-
-def delete_for_thread(c: sqlite3.Connection, thread_id: str) -> None:
-    """A thread's crons go with it."""
-    c.execute("DELETE FROM crons WHERE thread_id = ?", (thread_id,))
-
-
-def _get(db: sqlite3.Connection, cron_id: str, owner: str | None = None) -> Cron | None:
-    row = db.execute(_GET, (cron_id,)).fetchone()
+def _get(
+    sql: CronSql, db: Any, cron_id: str, owner: str | None = None, *, lock: bool = False
+) -> Cron | None:
+    query = CRONS.select(f"WHERE cron_id = {sql.mark}" + (sql.lock if lock else ""))
+    row = db.execute(query, (cron_id,)).fetchone()
     cron = None if row is None else CRONS.load(row)
     return None if cron is None or owner not in (None, cron.owner) else cron
 
 
 def _change(
-    c: sqlite3.Connection, cron_id: str, owner: str, change: Callable[[Cron], Cron]
+    sql: CronSql, c: Any, cron_id: str, owner: str, change: Callable[[Cron], Cron]
 ) -> Cron | None:
-    current = _get(c, cron_id, owner)
+    current = _get(sql, c, cron_id, owner, lock=True)
     if current is None:
         return None
     changed = change(current)
-    c.execute(_REPLACE, CRONS.row(changed))
+    c.execute(sql.replace, CRONS.row(changed))
     return changed
 
 
 def _matching(
-    db: sqlite3.Connection,
+    sql: CronSql,
+    db: Any,
     owner: str,
     assistant_id: str | None,
     thread_id: str | None,
     enabled: bool | None,
     metadata: dict[str, JSON],
-    order: str = "",
+    order_by: str = "",
 ) -> Iterator[Cron]:
-    where: list[str] = ["owner = ?"]
-    args: list[str | int] = [owner]
+    where: list[str] = [f"owner = {sql.mark}"]
+    args: list[Any] = [owner]
     for column, value in (("assistant_id", assistant_id), ("thread_id", thread_id)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(f"{column} = {sql.mark}")
             args.append(value)
     if enabled is not None:
-        where.append("enabled = ?")
+        where.append(f"enabled = {sql.mark}")
         args.append(int(enabled))
-    query = CRONS.select(f"WHERE {' AND '.join(where)} {order}")
-    with contextlib.closing(db.execute(query, args)) as rows:
+    with sql.scan(db, CRONS.select(f"WHERE {' AND '.join(where)} {order_by}"), args) as rows:
         for row in rows:
             cron = CRONS.load(row)
             if contains(cron.metadata, metadata):
                 yield cron
 
 
-def _order(sort_by: str, descending: bool) -> str:
+def _order(sql: CronSql, sort_by: str, descending: bool) -> str:
     assert sort_by in SORTABLE
-    direction = "DESC" if descending else "ASC"
-    return f'ORDER BY "{_COLUMN.get(sort_by, sort_by)}" {direction}, cron_id {direction}'
+    column = f'"{_COLUMN.get(sort_by, sort_by)}"'
+    tie = sql.order("cron_id", descending=descending)
+    return f"ORDER BY {sql.order(column, descending=descending)}, {tie}"
 
 
-def _page(found: Iterator[Cron], limit: int, offset: int) -> list[Cron]:
-    page: list[Cron] = []
-    for i, cron in enumerate(found):
-        if i >= offset:
-            page.append(cron)
-            if len(page) >= limit:
-                break
-    return page
+class CronsOnSQL(OnSQL):
+    """The :class:`CronStore`, for a store whose ``_read``/``_write`` run SQL of ``_crons``."""
 
-
-class SQLiteCrons(SQLiteBase):
-    """The :class:`CronStore` part of :class:`~runyard.store.SQLiteStore`."""
+    _crons: CronSql
 
     async def put_cron(self, cron: Cron) -> None:
-        await self._write(lambda c: c.execute(_ADD, CRONS.row(cron)))
+        add = self._crons.add
+        await self._write(lambda c: c.execute(add, CRONS.row(cron)))
 
     async def get_cron(self, cron_id: str) -> Cron | None:
-        return await self._read(lambda db: _get(db, cron_id))
+        return await self._read(lambda db: _get(self._crons, db, cron_id))
 
     async def change_cron(
         self, cron_id: str, owner: str, change: Callable[[Cron], Cron]
     ) -> Cron | None:
-        return await self._write(lambda c: _change(c, cron_id, owner, change))
+        return await self._write(lambda c: _change(self._crons, c, cron_id, owner, change))
 
     async def delete_cron(self, cron_id: str, owner: str) -> bool:
-        sql = "DELETE FROM crons WHERE cron_id = ? AND owner = ?"
-        return await self._write(lambda c: c.execute(sql, (cron_id, owner)).rowcount > 0)
+        m = self._crons.mark
+        query = f"DELETE FROM crons WHERE cron_id = {m} AND owner = {m}"
+        return await self._write(lambda c: bool(c.execute(query, (cron_id, owner)).rowcount > 0))
 
     async def search_crons(
         self,
@@ -214,10 +236,11 @@ class SQLiteCrons(SQLiteBase):
         limit: int,
         offset: int,
     ) -> list[Cron]:
-        order = _order(sort_by, descending)
+        sql = self._crons
+        order_by = _order(sql, sort_by, descending)
         return await self._read(
-            lambda db: _page(
-                _matching(db, owner, assistant_id, thread_id, enabled, metadata, order),
+            lambda db: page_of(
+                _matching(sql, db, owner, assistant_id, thread_id, enabled, metadata, order_by),
                 limit,
                 offset,
             )
@@ -231,36 +254,56 @@ class SQLiteCrons(SQLiteBase):
         thread_id: str | None,
         metadata: dict[str, JSON],
     ) -> int:
+        sql = self._crons
         return await self._read(
-            lambda db: sum(1 for _ in _matching(db, owner, assistant_id, thread_id, None, metadata))
+            lambda db: sum(
+                1 for _ in _matching(sql, db, owner, assistant_id, thread_id, None, metadata)
+            )
         )
 
     async def due_crons(self, now: float, limit: int) -> list[Cron]:
+        m = self._crons.mark
+        query = CRONS.select(f"WHERE {_DUE} AND next_run_at <= {m} ORDER BY next_run_at LIMIT {m}")
         return await self._read(
-            lambda db: [CRONS.load(row) for row in db.execute(_DUE, (now, limit))]
+            lambda db: [CRONS.load(row) for row in db.execute(query, (now, limit))]
         )
 
     async def next_cron_at(self) -> float | None:
-        def soonest(db: sqlite3.Connection) -> float | None:
-            (found,) = db.execute(_NEXT).fetchone()
-            return None if found is None else float(found)
-
-        return await self._read(soonest)
+        row = await self._read(lambda db: db.execute(_NEXT).fetchone())
+        return None if row is None or row[0] is None else float(row[0])
 
     async def claim_cron(
         self, cron_id: str, due: float, next_at: float | None, token: str, at: float
     ) -> bool:
+        m = self._crons.mark
+        claim = (
+            f"UPDATE crons SET next_run_at = {m}, claim = {m}, claimed_at = {m}"
+            f" WHERE cron_id = {m} AND next_run_at = {m} AND {_DUE}"
+        )
         args = (next_at, token, at, cron_id, due)
-        return await self._write(lambda c: c.execute(_CLAIM, args).rowcount == 1)
+        return await self._write(lambda c: bool(c.execute(claim, args).rowcount == 1))
 
     async def stale_claims(self, before: float) -> list[Cron]:
+        m = self._crons.mark
+        query = CRONS.select(f"WHERE claim IS NOT NULL AND claimed_at < {m} ORDER BY claimed_at")
         return await self._read(
-            lambda db: [CRONS.load(row) for row in db.execute(_STALE, (before,))]
+            lambda db: [CRONS.load(row) for row in db.execute(query, (before,))]
         )
 
     async def retake_claim(self, cron_id: str, token: str, new_token: str, at: float) -> bool:
+        m = self._crons.mark
+        retake = (
+            f"UPDATE crons SET claim = {m}, claimed_at = {m} WHERE cron_id = {m} AND claim = {m}"
+        )
         args = (new_token, at, cron_id, token)
-        return await self._write(lambda c: c.execute(_RETAKE, args).rowcount == 1)
+        return await self._write(lambda c: bool(c.execute(retake, args).rowcount == 1))
 
     async def release_claim(self, cron_id: str, token: str) -> None:
-        await self._write(lambda c: c.execute(_RELEASE, (cron_id, token)))
+        release = self._crons.release
+        await self._write(lambda c: c.execute(release, (cron_id, token)))
+
+
+class SQLiteCrons(SQLiteBase, CronsOnSQL):
+    """The :class:`CronStore` part of :class:`~runyard.store.SQLiteStore`."""
+
+    _crons = SQLITE_CRONS

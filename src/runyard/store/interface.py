@@ -9,7 +9,8 @@ touching either of them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..model import (
@@ -180,6 +181,20 @@ class RunStore(Protocol):
 
 
 T = TypeVar("T")
+
+# Streams a query's rows and stops the read when left: (connection, query, args).
+Scan = Callable[[Any, str, list[Any]], AbstractContextManager[Iterable[tuple[Any, ...]]]]
+
+
+def page_of(found: Iterable[T], limit: int, offset: int) -> list[T]:
+    """The ``limit`` items of ``found`` after the first ``offset``, read no further."""
+    page: list[T] = []
+    for i, item in enumerate(found):
+        if i >= offset:
+            page.append(item)
+            if len(page) >= limit:
+                break
+    return page
 
 
 class OnSQL:

@@ -16,18 +16,15 @@ thread, as the rows stream out newest first.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeGuard
 
 from ..errors import Invalid
 from ..model import JSON, LABEL_FORBIDDEN, MAX_TTL_MINUTES, Item, now
-from .connection import SQLiteBase
-from .interface import OnSQL
+from .connection import SQLiteBase, closing_scan
+from .interface import OnSQL, Scan
 from .schema import ITEMS, NAMESPACE_SEPARATOR
 
 assert NAMESPACE_SEPARATOR in LABEL_FORBIDDEN, "no label can hold the separator"
@@ -231,9 +228,6 @@ _UPSERT = (
     " THEN excluded.created_at ELSE items.created_at END"
 )
 
-# Streams a query's rows and stops the read when left: (connection, query, args).
-Scan = Callable[[Any, str, list[Any]], AbstractContextManager[Iterable[tuple[Any, ...]]]]
-
 
 def _path(namespace: Namespace) -> str:
     return NAMESPACE_SEPARATOR.join(namespace)
@@ -296,12 +290,7 @@ class ItemSql:
         return found
 
 
-def _closing_scan(db: sqlite3.Connection, query: str, args: list[Any]) -> contextlib.closing[Any]:
-    # Closing ends the read at once when we stop early.
-    return contextlib.closing(db.execute(query, args))
-
-
-SQLITE_ITEMS = ItemSql("?", ITEMS.insert(), _closing_scan)
+SQLITE_ITEMS = ItemSql("?", ITEMS.insert(), closing_scan)
 
 
 class ItemsOnSQL(OnSQL):
