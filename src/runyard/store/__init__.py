@@ -8,15 +8,17 @@ The package reads in this order:
   (below) is it with the parts for checkpoints, assistants and items.
 - ``schema``: one description per table; the CREATE, INSERT, UPDATE and
   SELECT statements and the row mapping built from it; the migration.
-- ``queries``: the SQL behind each operation, on one blocking connection.
+- ``queries``: the SQL of threads, runs and events on one blocking
+  connection, written once over a dialect (:class:`~.queries.RunSql`);
+  ``runs``: the async operations over it, shared by both stores.
 - ``retry``: the one bounded back-off for a busy database.
 - ``connection``: the SQLite connections, their threads and lifetime.
 - ``checkpoints``, ``assistants``, ``items``, ``crons``, ``outbox``: each part's
-  protocol and SQLite mixin.
+  protocol, its code for both stores over a dialect, and SQLite's dialect.
 - ``sqlite``: :class:`SQLiteStore`, all the parts together.
 - ``pg_schema``, ``pg_connection``, ``pg_queries``, ``pg_checkpoints``, ...,
-  ``postgres``: the same for PostgreSQL (``runyard[postgres]``): the dialect
-  and migration, the connections, each part's SQL, :class:`PostgresStore`.
+  ``postgres``: the same for PostgreSQL (``runyard[postgres]``): the schema
+  and migration, the connections, each part's dialect, :class:`PostgresStore`.
 - ``pg_cluster``: what replicas share in PostgreSQL (leases, reaping,
   fencing, claims, cancel doorbells); :mod:`runyard.cluster` is its trio side.
 - ``url``: :func:`store_for`, the store a ``--db`` names (a ``postgresql://``
