@@ -357,7 +357,7 @@ async def profile_w1(target: bench.Target) -> dict[str, Path]:
     assert target.proc is not None
 
     async def streams() -> None:
-        for _ in range(5):
+        for _ in range(20):
             await bench.w1_one_stream(target.url, W1_EVENTS)
 
     return await flames.record(target.proc.pid, "w1", bench.RESULTS, streams)

@@ -34,6 +34,8 @@ from typing import Any
 import bench
 import trio
 
+from runyard.config import Settings
+
 TICK = 0.04  # seconds between an agent's tokens in w9
 SECONDS = 10.0  # how long each timer measurement runs
 TASKS = (500, 1000, 2000)
@@ -147,6 +149,7 @@ def asgi(port: int, kind: str) -> None:
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = None
+    config.backlog = Settings().backlog  # as runyard serve: 200 connections at once
     trio.run(serve, app, config)
 
 
