@@ -27,7 +27,7 @@ async def collect(sup: Supervisor, run_id: str, after_seq: int = -1) -> list[Eve
     return out
 
 
-async def stored_events(store: SQLiteStore, run_id: str) -> list[Event]:
+async def stored_events(store: Store, run_id: str) -> list[Event]:
     return await store.read_events(run_id, -1, 1_000_000)
 
 

@@ -113,6 +113,19 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"unix_socket_directories = '{self.socket_dir}'\n")
             conf.writelines(f"{name} = {value}\n" for name, value in SETTINGS.items())
+        self.resume()
+        self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
+        self._template = self._make_template()
+
+    def pause(self) -> None:
+        """Shut the server down, keeping its data: to its clients, an outage
+        (make the databases needed before: :meth:`new_database` needs it up)."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", str(PG_CTL_WAIT), "stop"
+        )
+
+    def resume(self) -> None:
+        """Start the server (again)."""
         try:
             self._run(
                 "pg_ctl", "-D", str(self.data), "-l", str(self._log), "-w",
@@ -121,8 +134,6 @@ class PostgresServer:
         except subprocess.CalledProcessError as exc:
             log = self._log.read_text(errors="replace") if self._log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start:\n{log[-2000:]}") from exc
-        self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
-        self._template = self._make_template()
 
     def stop(self) -> None:
         if self._admin is not None:

@@ -15,6 +15,14 @@ transactions instead of several each.
 
 With ``durable=False`` (final-state durability) events are published at once
 and only written with the run's final state.
+
+A database that cannot be reached (:class:`~runyard.errors.StoreUnavailable`:
+PostgreSQL restarting, say) does not fail a batch at once: the writer holds
+it and tries again, backing off, for ``outage_grace`` seconds from the first
+failure, while new events queue behind it (emitting runs wait once
+:data:`MAX_PENDING` are queued). New runs are refused meanwhile, at once. Past
+the grace every batch that fails is failed as any other (its runs end with
+``error_details``), until one commits again.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections.abc import Callable
 
 import trio
 
-from .errors import StoreError
+from .errors import StoreError, StoreUnavailable
 from .events import RunLog
 from .model import JSON, Event, Run, Thread, dumps
 from .stats import CommitStats
@@ -39,6 +47,10 @@ log = logging.getLogger("runyard.commit")
 MAX_BATCH = 1024
 # Events queued but not yet committed before emitting runs have to wait.
 MAX_PENDING = 16384
+# Seconds between two tries of a batch while the database cannot be reached:
+# the first wait, and the longest.
+OUTAGE_RETRY_FIRST = 0.1
+OUTAGE_RETRY_MAX = 2.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,9 +89,12 @@ _Op = tuple[RunLog, Event] | _Final | _Row
 class CommitWriter:
     """The single writer of events and final states. Start with ``nursery.start(w.serve)``."""
 
-    def __init__(self, store: Store, *, durable: bool = True) -> None:
+    def __init__(self, store: Store, *, durable: bool = True, outage_grace: float = 0.0) -> None:
         self.store = store
         self.durable = durable
+        self.outage_grace = outage_grace
+        # When the database last became unreachable; None while it answers.
+        self.outage_since: float | None = None
         self._queue: list[_Op] = []
         self._batch: list[_Op] = []  # the batch being committed
         self._pending = 0
@@ -120,6 +135,12 @@ class CommitWriter:
         """Events queued and not yet committed."""
         return self._pending
 
+    @property
+    def holding(self) -> bool:
+        """Whether a batch waits for the database to answer again (within the grace)."""
+        since = self.outage_since
+        return since is not None and trio.current_time() - since < self.outage_grace
+
     async def wait_for_room(self) -> None:
         while self.full:
             await self._room.wait()
@@ -154,9 +175,12 @@ class CommitWriter:
         starts at once): one transaction less before its agent starts. So is
         ``first``, the run's first event (seq 0), by a durable writer: it is
         returned, for the run's log to publish (None: log it as usual).
-        Raises :class:`StoreError` when it could not be written. Cancelling the
-        wait does not withdraw it: callers shield it.
+        Raises :class:`StoreError` when it could not be written (at once,
+        :class:`StoreUnavailable`, while the database cannot be reached).
+        Cancelling the wait does not withdraw it: callers shield it.
         """
+        if self.holding:
+            raise StoreUnavailable("the database cannot be reached; the run was not created")
         running = None if running_at is None else (run.run_id, running_at)
         event = None
         if first is not None and self.durable:
@@ -284,7 +308,7 @@ class CommitWriter:
         began = time.perf_counter()
         try:
             if any((batch.events, batch.created, batch.running, batch.finals, rows)):
-                await self.store.commit(batch)
+                await self._write(batch)
         except StoreError as exc:
             self.stats.failures += 1
             log.error("commit.failed", extra={"events": len(batch.events), "finals": len(finals)})
@@ -303,6 +327,32 @@ class CommitWriter:
         if not self.full:
             self._room.set()
             self._room = trio.Event()
+
+    async def _write(self, batch: Batch) -> None:
+        """Commit ``batch``; while the database cannot be reached, try again within
+        the outage grace (the same batch: what a lost answer had committed already
+        is written so that it changes nothing)."""
+        delay = OUTAGE_RETRY_FIRST
+        while True:
+            try:
+                await self.store.commit(batch)
+            except StoreUnavailable:
+                at = trio.current_time()
+                if self.outage_since is None:
+                    self.outage_since = at
+                    log.warning("store.unreachable", extra={"grace": self.outage_grace})
+                if at - self.outage_since >= self.outage_grace:
+                    raise
+                await trio.sleep(min(delay, self.outage_since + self.outage_grace - at))
+                delay = min(delay * 2, OUTAGE_RETRY_MAX)
+                continue
+            if self.outage_since is not None:
+                log.warning(
+                    "store.reachable",
+                    extra={"after": round(trio.current_time() - self.outage_since, 3)},
+                )
+                self.outage_since = None
+            return
 
     def _fail(
         self,

@@ -41,6 +41,9 @@ class Settings:
     durability: str = "events"  # "events": commit before publish; "final": final state only
     grace: float = 10.0  # seconds runs may finish on their own at shutdown
     cleanup_deadline: float = 5.0  # seconds a run's cleanup may take to persist its state
+    # Seconds the commit writer holds a batch while the database cannot be reached
+    # (PostgreSQL restarting): new runs get 503 meanwhile; past it, runs fail.
+    store_outage_grace: float = 30.0
     heartbeat: float = 15.0  # seconds between heartbeat comments on an idle stream
     retention: float = 60.0  # seconds a finished run stays in memory
     data_retention: float = 0.0  # seconds finished runs stay in the database; 0: forever

@@ -51,6 +51,10 @@ class StoreError(RunyardError):
     """The database refused a write or a read (busy for too long, full, I/O)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, restarting, cut off): worth trying again."""
+
+
 class StoreUnusable(RunyardError):
     """The database file cannot be used: corrupt, or written by a newer runyard."""
 

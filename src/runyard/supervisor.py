@@ -83,7 +83,9 @@ class Supervisor:
         self.agents = agents
         self.settings = settings = settings or Settings()
         self.bus: EventBus = bus or LocalEventBus(store, keep_all=not settings.durable)
-        self.writer = CommitWriter(store, durable=settings.durable)
+        self.writer = CommitWriter(
+            store, durable=settings.durable, outage_grace=settings.store_outage_grace
+        )
         self.table = RunTable(settings)
         self.coordinator = LocalCoordinator(self.table, store)
         self.feed = RunFeed()

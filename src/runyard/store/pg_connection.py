@@ -16,6 +16,8 @@ text holding NUL, which PostgreSQL cannot store: :class:`Invalid`. A
 connection the server closed while it was idle (a restart) is made again by
 the next operation, which goes on; one that breaks during an operation fails
 it (a write may or may not have committed) and is made again by the next.
+A server that cannot be reached raises :class:`~runyard.errors.StoreUnavailable`
+(the commit writer holds its batch and tries again for a while).
 
 Opened with ``cluster=True`` (a replica), the store also holds a connection
 for its lease (:mod:`.pg_cluster`), kept apart so a long write never delays
@@ -45,7 +47,7 @@ import psycopg.conninfo
 import psycopg.errors
 import trio
 
-from ..errors import Invalid, StoreError, StoreUnusable
+from ..errors import Invalid, StoreError, StoreUnavailable, StoreUnusable
 from ..stats import STORE
 from . import retry
 from .pg_schema import Conn, migrate
@@ -80,6 +82,11 @@ _BUSY = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
 )
+# SQLSTATEs of a server that went away or is not taking connections yet: an
+# administrator's or a crash's shutdown, a server still starting. libpq's own
+# connection failures (refused, no socket) carry none; class 08 is the
+# connection's.
+_GONE = frozenset({"57P01", "57P02", "57P03"})
 
 
 def _conninfo(url: str) -> str:
@@ -304,6 +311,8 @@ class PostgresBase:
                     # psycopg refused a str holding NUL, which PostgreSQL's text cannot.
                     raise Invalid("a text value holds a NUL character") from None
                 STORE.errors[action] += 1
+                if _unreachable(exc):
+                    raise StoreUnavailable(f"database unreachable; {action} not done") from exc
                 raise StoreError(f"database {action} failed ({_describe(exc)})") from exc
             except StoreError:
                 STORE.errors[action] += 1  # the store is closed
@@ -312,6 +321,19 @@ class PostgresBase:
             log.info("store.busy", extra={"action": action, "retry_in": delay})
             await trio.sleep(delay)
             delay = min(delay * 2, retry.BACKOFF_MAX)
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the server cannot be reached, rather than refusing the work.
+
+    A write cut off this way may have committed before its answer was lost:
+    what the store writes again after one is written so that it changes
+    nothing twice (``ON CONFLICT``).
+    """
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _GONE
 
 
 def _describe(exc: psycopg.Error) -> str:
