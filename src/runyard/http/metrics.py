@@ -23,7 +23,8 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -167,29 +168,19 @@ class EngineCollector(Collector):
 
     def _runs(self) -> Iterator[Metric]:
         stats = self._supervisor.runner.stats
-        admitted = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "runyard_runs_admitted",
             "Runs this process started (new ones and ones resumed after a restart)",
-            labels=["agent"],
+            ["agent"],
+            stats.admitted,
         )
-        for agent, n in sorted(stats.admitted.items()):
-            admitted.add_metric([agent], n)
-        yield admitted
-        finished = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "runyard_runs_finished",
             "Runs that reached a final state in this process, by agent and status",
-            labels=["agent", "status"],
-        )
-        for (agent, status), n in sorted(stats.finished.items()):
-            finished.add_metric([agent, status], n)
-        yield finished
-        active = GaugeMetricFamily(
-            "runyard_runs_active", "Runs running now (their agent started)", labels=["agent"]
-        )
-        queued = GaugeMetricFamily(
-            "runyard_runs_queued",
-            "Runs pending now: waiting for after_seconds or their turn on the thread",
-            labels=["agent"],
+            ["agent", "status"],
+            stats.finished,
         )
         running: dict[str, int] = {}
         pending: dict[str, int] = {}
@@ -199,12 +190,20 @@ class EngineCollector(Collector):
             into = running if handle.run.status is RunStatus.RUNNING else pending
             label = agent_label(handle.agent)
             into[label] = into.get(label, 0) + 1
-        for agent, n in sorted(running.items()):
-            active.add_metric([agent], n)
-        for agent, n in sorted(pending.items()):
-            queued.add_metric([agent], n)
-        yield active
-        yield queued
+        yield _labelled(
+            GaugeMetricFamily,
+            "runyard_runs_active",
+            "Runs running now (their agent started)",
+            ["agent"],
+            running,
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "runyard_runs_queued",
+            "Runs pending now: waiting for after_seconds or their turn on the thread",
+            ["agent"],
+            pending,
+        )
         yield _histograms(
             "runyard_run_duration_seconds",
             "Seconds from a run's creation to its final state, by agent",
@@ -274,45 +273,58 @@ class EngineCollector(Collector):
         yield CounterMetricFamily(
             "runyard_cron_runs", "Runs the cron scheduler started, one per time", value=crons.fired
         )
-        skipped = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "runyard_cron_times_skipped",
             "Cron times whose run was refused (thread gone, busy thread under reject, a limit)",
-            labels=["reason"],
+            ["reason"],
+            crons.skipped,
         )
-        for reason, n in sorted(crons.skipped.items()):
-            skipped.add_metric([reason], n)
-        yield skipped
         hooks = self._supervisor.webhooks.stats
-        attempts = CounterMetricFamily(
-            "runyard_webhook_attempts", "Webhook POSTs by outcome", labels=["outcome"]
+        yield _labelled(
+            CounterMetricFamily,
+            "runyard_webhook_attempts",
+            "Webhook POSTs by outcome",
+            ["outcome"],
+            hooks.attempts,
         )
-        for outcome, n in sorted(hooks.attempts.items()):
-            attempts.add_metric([outcome], n)
-        yield attempts
-        settled = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "runyard_webhooks_settled",
             "Webhooks delivered, given up (failed) or refused (a forbidden address)",
-            labels=["state"],
+            ["state"],
+            hooks.settled,
         )
-        for state, n in sorted(hooks.settled.items()):
-            settled.add_metric([state], n)
-        yield settled
 
     def _requests(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
+        yield _labelled(
+            CounterMetricFamily,
             "runyard_http_requests",
             "HTTP requests by route template, method and status",
-            labels=["route", "method", "status"],
+            ["route", "method", "status"],
+            self._http.requests,
         )
-        for (template, method, status), n in sorted(self._http.requests.items()):
-            requests.add_metric([template, method, str(status)], n)
-        yield requests
         yield _histograms(
             "runyard_http_request_duration_seconds",
             "Seconds from a request's start to its response's headers",
             ["route", "method"],
             self._http.seconds.items(),
         )
+
+
+def _labelled(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    labels: list[str],
+    counts: Mapping[Any, float],
+) -> Metric:
+    """A counter or gauge with a sample per key of ``counts``, in order: the key is the
+    one label's value, or a tuple of the ``labels``' values."""
+    family = kind(name, documentation, labels=labels)
+    for key, n in sorted(counts.items()):
+        family.add_metric([str(v) for v in (key if isinstance(key, tuple) else (key,))], n)
+    return family
 
 
 def _histograms(
