@@ -193,12 +193,17 @@ def bench(session: nox.Session) -> None:
     `-- --peer aegra` aegra (own venv, bench/aegra.py), `-- --graphs` runs the graph part alone.
     `-- capacity [--steps 250,500 --duration 60 --peer ...]` runs the capacity workloads
     instead (bench/capacity.py: w9 token streams, cancel latency, w3 and w1 against the
-    ceiling, the stack's floor; `--profile` adds a flame graph of w1)."""
+    ceiling, the stack's floor; `--profile` adds a flame graph of w1). `-- postgres` runs
+    workloads 1-4 on a throw-away PostgreSQL against SQLite (bench/on_postgres.py)."""
     session.install("-e", ".[test,langgraph]")
     if "langgraph" in session.posargs or "--peer" in session.posargs:
         session.install("langgraph-cli[inmem]")
     if "--profile" in session.posargs:
         session.install("py-spy")
+    if session.posargs[:1] == ["postgres"]:
+        session.install("-e", ".[postgres]")
+        session.run("python", "bench/on_postgres.py", *session.posargs[1:])
+        return
     if session.posargs[:1] == ["capacity"]:
         session.install("matplotlib")
         session.run("python", "bench/capacity.py", *session.posargs[1:])
