@@ -312,7 +312,7 @@ class PostgresBase:
                     raise Invalid("a text value holds a NUL character") from None
                 STORE.errors[action] += 1
                 if _unreachable(exc):
-                    raise StoreUnavailable(f"database unreachable; {action} not done") from exc
+                    raise StoreUnavailable(f"database unreachable during a {action}") from exc
                 raise StoreError(f"database {action} failed ({_describe(exc)})") from exc
             except StoreError:
                 STORE.errors[action] += 1  # the store is closed
@@ -326,9 +326,9 @@ class PostgresBase:
 def _unreachable(exc: psycopg.Error) -> bool:
     """Whether ``exc`` says the server cannot be reached, rather than refusing the work.
 
-    A write cut off this way may have committed before its answer was lost:
-    what the store writes again after one is written so that it changes
-    nothing twice (``ON CONFLICT``).
+    A write cut off this way may have committed before its answer was lost; a
+    batch the commit writer tries again then changes nothing the second time
+    (every row it writes is keyed, ``ON CONFLICT``).
     """
     if not isinstance(exc, psycopg.OperationalError):
         return False
