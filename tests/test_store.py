@@ -384,6 +384,26 @@ async def test_a_batch_that_fails_writes_nothing_and_the_next_one_commits(store:
     assert await store.get_run("r") is not None
 
 
+async def test_a_batch_written_again_after_a_lost_answer_changes_nothing(store: Store) -> None:
+    # The database went away with the answer: the commit writer cannot tell
+    # whether the batch committed, and writes it again as such.
+    def batch() -> Batch:
+        return Batch(
+            created=[(new_run("r", "t", 2.0), Thread("t", 2.0, 2.0))],
+            events=events("r", range(3)),
+            running=[("r", 3.0)],
+        )
+
+    await store.commit(batch())
+    with pytest.raises(StoreError):  # a first try is refused a run that is there
+        await store.commit(batch())
+    await store.commit(dataclasses.replace(batch(), again=True))
+    run = await store.get_run("r")
+    assert run is not None
+    assert run.status is RunStatus.RUNNING
+    assert [e.seq for e in await all_events(store, "r")] == [0, 1, 2]
+
+
 async def test_an_event_written_twice_keeps_its_first_version(store: Store) -> None:
     await store.commit(Batch(events=events("r", range(3))))
     await store.commit(Batch(events=[*events("r", range(2, 4), name="again")]))

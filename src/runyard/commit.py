@@ -345,6 +345,7 @@ class CommitWriter:
                     raise
                 await trio.sleep(min(delay, self.outage_since + self.outage_grace - at))
                 delay = min(delay * 2, OUTAGE_RETRY_MAX)
+                batch.again = True  # the lost answer may have been a commit
                 continue
             if self.outage_since is not None:
                 log.warning(

@@ -10,8 +10,11 @@ the disk, and two thread hand-offs cost more than the write (measured in
 docs/benchmarks.md). So does a point read (one thread's owner, one
 checkpoint: ``_read(..., point=True)``), which the page cache answers in
 microseconds. Checkpoints, which do wait for the disk, are taken out
-of the commits (``wal_autocheckpoint`` is off) and run in the writer's
-thread every :data:`CHECKPOINT_EVERY_BYTES` written.
+of the commits (``wal_autocheckpoint`` is off): every
+:data:`CHECKPOINT_EVERY_BYTES` written one starts on a third connection, in
+a thread of its own, and commits go on meanwhile (a passive checkpoint
+blocks no writer; one that held the writer up stalled every stream for
+~0.5 s).
 Every write transaction starts with ``BEGIN IMMEDIATE``, so a lock held by
 another process shows up at once as ``SQLITE_BUSY``; reads and writes alike
 are retried with the bounded back-off of :mod:`.retry`, so a write never
@@ -28,10 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 import trio.lowlevel
@@ -40,7 +45,11 @@ from ..errors import StoreError, StoreUnusable
 from .retry import BUSY_TIMEOUT_MS, retry_busy, retry_busy_sync
 from .schema import migrate
 
+if TYPE_CHECKING:
+    import outcome
+
 T = TypeVar("T")
+log = logging.getLogger("runyard.store")
 
 # A write of at most this many bytes runs on trio's thread (see the module's docstring):
 # about a millisecond at most (a chat turn's state and its values event, both
@@ -71,6 +80,9 @@ class SQLiteBase:
         self._lock_file: int | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_idle = threading.Event()  # clear while a checkpoint runs
+        self._checkpoint_idle.set()
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self._unchecked = 0  # bytes written since the last WAL checkpoint (about)
@@ -97,6 +109,7 @@ class SQLiteBase:
             reader = _connect(self.path)
             reader.execute("PRAGMA query_only = 1")
             self._reader = reader
+            self._checkpointer = _connect(self.path)
         except StoreUnusable:
             self._close_sync()
             raise
@@ -129,14 +142,15 @@ class SQLiteBase:
             return
         with trio.CancelScope(shield=True):
             async with self._write_limiter, self._read_limiter:
+                await trio.to_thread.run_sync(self._checkpoint_idle.wait)
                 self._close_sync()
 
     def _close_sync(self) -> None:
         self.closed = True
-        for conn in (self._reader, self._writer):
+        for conn in (self._reader, self._writer, self._checkpointer):
             if conn is not None:
                 conn.close()
-        self._reader = self._writer = None
+        self._reader = self._writer = self._checkpointer = None
         if self._lock_file is not None:
             os.close(self._lock_file)  # releases the flock
             self._lock_file = None
@@ -149,7 +163,7 @@ class SQLiteBase:
         ``size``: about how many bytes it writes; one of at most
         :data:`INLINE_WRITE_BYTES` runs on trio's thread (None: unknown, counted
         as that many). Every :data:`CHECKPOINT_EVERY_BYTES` a WAL checkpoint
-        follows in the writer's thread. Raises :class:`StoreError` once the
+        starts in the background (:meth:`_checkpoint_soon`). Raises :class:`StoreError` once the
         transaction was rolled back, for a database that stayed busy past the
         bound or any other database error.
         """
@@ -173,15 +187,35 @@ class SQLiteBase:
         self._unchecked += INLINE_WRITE_BYTES if size is None else size
         if self._unchecked >= CHECKPOINT_EVERY_BYTES:
             self._unchecked = 0
-            with trio.CancelScope(shield=True):  # the write is done: its caller must hear so
-                await retry_busy(self._write_limiter, self._checkpoint, action="write")
+            self._checkpoint_soon()
         return result
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL's frames into the database (never waits for readers)."""
-        if self._writer is None:
-            raise StoreError("the database is closed")
-        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    def _checkpoint_soon(self) -> None:
+        """Copy the WAL's frames into the database on the checkpoint's own connection
+        and thread, unless a checkpoint runs already; nothing waits for it.
+
+        A passive checkpoint waits for no reader and blocks no writer: commits
+        go on appending to the WAL meanwhile, and the next writer after it
+        restarts the WAL from its beginning. :meth:`aclose` waits for it.
+        """
+        if not self._checkpoint_idle.is_set():
+            return
+        self._checkpoint_idle.clear()
+        conn = self._checkpointer
+
+        def checkpoint() -> None:
+            assert conn is not None, "open() made it"
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+        def finished(result: outcome.Outcome[None]) -> None:
+            try:
+                result.unwrap()
+            except sqlite3.Error as exc:  # the next one tries again
+                log.warning("store.checkpoint_failed", extra={"error": type(exc).__name__})
+            finally:
+                self._checkpoint_idle.set()
+
+        trio.lowlevel.start_thread_soon(checkpoint, finished)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], *, point: bool = False) -> T:
         """Run ``fn`` on the reader's thread (``point``: a read of one row or one

@@ -114,6 +114,11 @@ class Batch:
     writes: list[WriteRow] = dataclasses.field(default_factory=list)
     """Tasks' pending writes; a write with the same key replaces the older one."""
     finals: list[FinalState] = dataclasses.field(default_factory=list)
+    again: bool = False
+    """Written again after the answer to a first try was lost (the database went
+    away): it may have committed, so a run already there is left as it is rather
+    than refused. Everything else a batch writes is keyed and changes nothing the
+    second time."""
 
 
 class RunStore(Protocol):

@@ -326,9 +326,8 @@ class PostgresBase:
 def _unreachable(exc: psycopg.Error) -> bool:
     """Whether ``exc`` says the server cannot be reached, rather than refusing the work.
 
-    A write cut off this way may have committed before its answer was lost; a
-    batch the commit writer tries again then changes nothing the second time
-    (every row it writes is keyed, ``ON CONFLICT``).
+    A write cut off this way may have committed before its answer was lost; the
+    commit writer tries the batch again as such (:attr:`~.interface.Batch.again`).
     """
     if not isinstance(exc, psycopg.OperationalError):
         return False

@@ -29,7 +29,8 @@ from .schema import EVENTS, RUNS, THREADS
 PG_RUNS = RunSql(
     mark="%s",
     replace_thread=insert(THREADS, "replace"),
-    add_run=insert(RUNS, "ignore"),  # a batch written again after a lost answer
+    add_run=insert(RUNS),
+    keep_run=insert(RUNS, "ignore"),
     add_event=insert(EVENTS, "ignore"),
     update=update,
     start_thread=update(THREADS, "status", "metadata", "updated_at"),

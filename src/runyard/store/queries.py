@@ -44,11 +44,13 @@ class Update(Protocol):
 class RunSql:
     """The statements of threads, runs and events in one database's dialect: its
     placeholder ``mark``; the INSERT of a thread (replacing one of the same id), of a
-    run, and of an event (left alone if its run has one of that seq); its ``update``;
+    run (``keep_run``: leaving one of the same id alone, for a batch written
+    :attr:`~.interface.Batch.again`), and of an event (left alone if its run has one
+    of that seq); its ``update``;
     the UPDATE that starts a new run's thread (its values: :meth:`write`); what holds
     a row read for a change (``lock``), and holds it unless another transaction does
     (``skip_locked``); the columns that order threads and runs as they were written;
-    how it streams a search's rows (:data:`~.items.Scan`), runs ``executemany`` on a
+    how it streams a search's rows (:data:`~.interface.Scan`), runs ``executemany`` on a
     connection (``cursor``) and picks rows by a list (:data:`~.checkpoints.OneOf`);
     and the statements of what goes with a thread or a run: checkpoints, webhooks
     and crons."""
@@ -56,6 +58,7 @@ class RunSql:
     mark: str
     replace_thread: str
     add_run: str
+    keep_run: str
     add_event: str
     update: Update
     start_thread: str
@@ -260,7 +263,8 @@ class RunSql:
         cursor.executemany(
             self.replace_thread, [THREADS.row(t) for _, t in batch.created if t is not None]
         )
-        cursor.executemany(self.add_run, [RUNS.row(r) for r, _ in batch.created])
+        add_run = self.keep_run if batch.again else self.add_run
+        cursor.executemany(add_run, [RUNS.row(r) for r, _ in batch.created])
         self.fired(c, [r for r, _ in batch.created])
         cursor.executemany(self.start_thread, started)
         cursor.executemany(self.add_event, [EVENTS.row(e) for e in batch.events])
@@ -334,6 +338,7 @@ SQLITE_RUNS = RunSql(
     mark="?",
     replace_thread=THREADS.insert("INSERT OR REPLACE"),
     add_run=RUNS.insert(),
+    keep_run=RUNS.insert("INSERT OR IGNORE"),
     add_event=EVENTS.insert("INSERT OR IGNORE"),
     update=Table.update,
     start_thread=(
