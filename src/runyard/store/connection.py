@@ -24,7 +24,7 @@ Cancellation: an operation cancelled while it waits for its connection or
 between two attempts raises ``trio.Cancelled`` and has written nothing; one
 cancelled during an attempt finishes that attempt first (a write commits or
 rolls back whole). :meth:`SQLiteBase.aclose` is shielded: it always waits
-for the operation in flight and closes both connections.
+for the operation and the checkpoint in flight and closes the connections.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class SQLiteBase:
         self._lock_file = fd
 
     async def aclose(self) -> None:
-        """Close both connections, after any read or write in flight has finished."""
+        """Close the connections, after any read, write or checkpoint in flight has finished."""
         if self.closed:
             return
         with trio.CancelScope(shield=True):
@@ -210,7 +210,7 @@ class SQLiteBase:
         def finished(result: outcome.Outcome[None]) -> None:
             try:
                 result.unwrap()
-            except sqlite3.Error as exc:  # the next one tries again
+            except Exception as exc:  # the next one tries again
                 log.warning("store.checkpoint_failed", extra={"error": type(exc).__name__})
             finally:
                 self._checkpoint_idle.set()
