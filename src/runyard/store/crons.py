@@ -143,9 +143,6 @@ SQLITE_CRONS = CronSql(
     scan=closing_scan,
     order=sqlite_order,
 )
-# What ``queries`` runs in its transactions.
-fired = SQLITE_CRONS.fired
-delete_for_thread = SQLITE_CRONS.delete_for_thread
 
 
 def _get(

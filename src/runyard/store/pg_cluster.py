@@ -59,9 +59,10 @@ import trio.lowlevel
 
 from ..errors import StoreError
 from ..model import CancelReason, Run
-from . import pg_queries, retry
+from . import retry
 from .interface import Batch, FinalState
 from .pg_connection import PostgresBase
+from .pg_queries import PG_RUNS
 from .pg_schema import Conn
 from .schema import RUNS
 
@@ -236,7 +237,7 @@ def reap(c: Conn, replica_id: str, settle: Settle, *, leaving: bool = False) -> 
         if cancel is None:
             released.append(run_id)
             continue
-        pending = pg_queries.get_run(c, run_id)
+        pending = PG_RUNS.get_run(c, run_id)
         assert pending is not None  # locked by the UPDATE
         _end(c, pending, CancelReason(cancel), settle)
         ended.append(run_id)
@@ -248,8 +249,8 @@ def reap(c: Conn, replica_id: str, settle: Settle, *, leaving: bool = False) -> 
 def _end(c: Conn, run: Run, reason: CancelReason, settle: Settle) -> None:
     """End a run that no replica executes: ``settle``'s final state, its log continued."""
     (waiting,) = c.execute(_OTHERS_WAITING, (run.thread_id, run.run_id)).fetchone() or (False,)
-    orphan = Orphan(run, pg_queries.last_seq(c, run.run_id) + 1, thread_idle_after=not waiting)
-    pg_queries.finish(c, settle(orphan, reason))
+    orphan = Orphan(run, PG_RUNS.last_seq(c, run.run_id) + 1, thread_idle_after=not waiting)
+    PG_RUNS.finish(c, settle(orphan, reason))
 
 
 def claim(
@@ -280,7 +281,7 @@ def request_cancel(c: Conn, run_id: str, reason: CancelReason, settle: Settle) -
         payload = json.dumps({"run_id": run_id, "reason": first})
         c.execute(_NOTIFY, (cancel_channel(holder), payload))
     elif status == "pending":
-        run = pg_queries.get_run(c, run_id)
+        run = PG_RUNS.get_run(c, run_id)
         assert run is not None  # locked by the UPDATE above
         _end(c, run, CancelReason(first), settle)
         c.execute(_NOTIFY, (QUEUE_CHANNEL, ""))

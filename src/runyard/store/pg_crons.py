@@ -22,9 +22,6 @@ PG_CRONS = CronSql(
     scan=scan,
     order=order,
 )
-# What ``pg_queries`` runs in its transactions.
-fired = PG_CRONS.fired
-delete_for_thread = PG_CRONS.delete_for_thread
 
 
 class PostgresCrons(PostgresBase, CronsOnSQL):

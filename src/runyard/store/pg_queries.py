@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 
 from ..model import JSON, Run, Thread, ThreadStatus
-from . import pg_crons
 from .interface import Batch
 from .pg_checkpoints import PG_CHECKPOINTS, one_of
 from .pg_connection import scan
+from .pg_crons import PG_CRONS
 from .pg_outbox import PG_OUTBOX
 from .pg_schema import Conn, insert, update
 from .queries import RunSql, run_marks
@@ -43,13 +43,8 @@ PG_RUNS = RunSql(
     one_of=one_of,
     checkpoints=PG_CHECKPOINTS,
     outbox=PG_OUTBOX,
-    fired=pg_crons.fired,
-    delete_crons=pg_crons.delete_for_thread,
+    crons=PG_CRONS,
 )
-# What pg_cluster reads and writes in its own transactions.
-get_run = PG_RUNS.get_run
-last_seq = PG_RUNS.last_seq
-finish = PG_RUNS.finish
 
 _LOCK_THREADS = THREADS.select("WHERE thread_id = ANY(%s) FOR UPDATE")
 

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus, dumps
-from . import checkpoints, crons, outbox
+from . import checkpoints, outbox
 from .checkpoints import CheckpointSql, OneOf, sqlite_one_of
 from .connection import closing_scan
+from .crons import SQLITE_CRONS, CronSql
 from .interface import Batch, FinalState, Scan, ThreadState
 from .outbox import OutboxSql
 from .schema import EVENTS, RUNS, THREADS, Table
@@ -46,8 +47,8 @@ class RunSql:
     placeholder ``mark``; the INSERT of a thread (replacing one of the same id), of a
     run (``keep_run``: leaving one of the same id alone, for a batch written
     :attr:`~.interface.Batch.again`), and of an event (left alone if its run has one
-    of that seq); its ``update``;
-    the UPDATE that starts a new run's thread (its values: :meth:`write`); what holds
+    of that seq); its ``update``; the UPDATE that starts a new run's thread (its
+    values: :meth:`write`); what holds
     a row read for a change (``lock``), and holds it unless another transaction does
     (``skip_locked``); the columns that order threads and runs as they were written;
     how it streams a search's rows (:data:`~.interface.Scan`), runs ``executemany`` on a
@@ -71,8 +72,7 @@ class RunSql:
     one_of: OneOf
     checkpoints: CheckpointSql
     outbox: OutboxSql
-    fired: Callable[[Any, list[Run]], None]
-    delete_crons: Callable[[Any, str], None]
+    crons: CronSql
 
     @functools.cached_property
     def mark_thread(self) -> str:
@@ -177,7 +177,7 @@ class RunSql:
         c.execute(f"DELETE FROM runs WHERE thread_id = {m}", (thread_id,))
         c.execute(f"DELETE FROM threads WHERE thread_id = {m}", (thread_id,))
         self.checkpoints.delete_for_thread(c, thread_id)
-        self.delete_crons(c, thread_id)
+        self.crons.delete_for_thread(c, thread_id)
 
     # -- runs -------------------------------------------------------------------------
 
@@ -265,7 +265,7 @@ class RunSql:
         )
         add_run = self.keep_run if batch.again else self.add_run
         cursor.executemany(add_run, [RUNS.row(r) for r, _ in batch.created])
-        self.fired(c, [r for r, _ in batch.created])
+        self.crons.fired(c, [r for r, _ in batch.created])
         cursor.executemany(self.start_thread, started)
         cursor.executemany(self.add_event, [EVENTS.row(e) for e in batch.events])
         cursor.executemany(
@@ -354,8 +354,7 @@ SQLITE_RUNS = RunSql(
     one_of=sqlite_one_of,
     checkpoints=checkpoints.SQLITE_CHECKPOINTS,
     outbox=outbox.SQLITE_OUTBOX,
-    fired=crons.fired,
-    delete_crons=crons.delete_for_thread,
+    crons=SQLITE_CRONS,
 )
 
 
