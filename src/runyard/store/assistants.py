@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..model import JSON, Assistant
-from .connection import SQLiteBase, closing_scan
-from .interface import OnSQL, Scan, page_of
+from .connection import SQLiteBase, closing_scan, sqlite_one_of
+from .interface import OneOf, OnSQL, Scan, page_of
 from .schema import ASSISTANT_VERSIONS, ASSISTANTS
 
 # The fields a search may be sorted by (LangGraph's ``sort_by``).
@@ -133,19 +133,14 @@ def sqlite_order(expression: str, *, descending: bool = False) -> str:
     return f"{expression} {'DESC' if descending else 'ASC'}"
 
 
-def _in(column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """SQLite's ``AssistantSql.one_of``."""
-    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
-
-
 @dataclasses.dataclass(frozen=True)
 class AssistantSql:
     """The assistants' statements in one database's dialect: its placeholder ``mark``; the
     INSERT of an assistant (left alone if its id is taken), of a version, and the one that
     replaces an assistant; what holds a row read for a change (``lock``); how it streams a
-    search's rows (:data:`~.items.Scan`); ``one_of``, a clause (and its arguments) for a
-    column holding one of some values; ``fold``, a column without regard to ASCII case
-    (a format string); and how it sorts."""
+    search's rows (:data:`~.interface.Scan`) and picks rows by a list
+    (:data:`~.interface.OneOf`); ``fold``, a column without regard to ASCII case (a
+    format string); and how it sorts."""
 
     mark: str
     add: str
@@ -153,7 +148,7 @@ class AssistantSql:
     replace: str
     lock: str
     scan: Scan
-    one_of: Callable[[str, tuple[str, ...]], tuple[str, list[Any]]]
+    one_of: OneOf
     fold: str
     order: Order
 
@@ -165,7 +160,7 @@ SQLITE_ASSISTANTS = AssistantSql(
     replace=ASSISTANTS.insert("INSERT OR REPLACE"),
     lock="",
     scan=closing_scan,
-    one_of=_in,
+    one_of=sqlite_one_of,
     fold="{} COLLATE NOCASE",
     order=sqlite_order,
 )

@@ -16,8 +16,8 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from .connection import SQLiteBase
-from .interface import BlobRow, CheckpointRow, OnSQL, WriteRow
+from .connection import SQLiteBase, sqlite_one_of
+from .interface import BlobRow, CheckpointRow, OneOf, OnSQL, WriteRow
 from .schema import CHECKPOINT_BLOBS, CHECKPOINT_WRITES, CHECKPOINTS, Table
 
 
@@ -64,8 +64,6 @@ class CheckpointStore(Protocol):
 
 # A checkpoint with its channels' blobs and its pending writes.
 LoadedCheckpoint = tuple[CheckpointRow, list[BlobRow], list[WriteRow]]
-# A clause picking the rows whose column holds one of some values, and its arguments.
-OneOf = Callable[[str, list[str]], tuple[str, Any]]
 
 _THREAD_TABLES = (CHECKPOINTS, CHECKPOINT_BLOBS, CHECKPOINT_WRITES)
 
@@ -79,7 +77,7 @@ class CheckpointSql:
     the INSERT of a SELECT's rows that replaces rows of the same key; ``text_mark``, a
     placeholder that a SELECT returns as text; the ``ORDER BY`` of checkpoints, newest
     first, and of a write's ``task_path``; ``cursor``, what runs ``executemany`` on a
-    connection; and ``one_of`` (:data:`OneOf`)."""
+    connection; and ``one_of`` (:data:`~.interface.OneOf`)."""
 
     mark: str
     put_checkpoint: str
@@ -196,11 +194,6 @@ def loaded(
         [] if blobs is None else [CHECKPOINT_BLOBS.load(r) for r in blobs],
         [CHECKPOINT_WRITES.load(r) for r in writes],
     )
-
-
-def sqlite_one_of(column: str, values: list[str]) -> tuple[str, list[str]]:
-    """SQLite's :data:`OneOf`."""
-    return f"{column} IN ({', '.join('?' * len(values))})", values
 
 
 def _replace_into(table: Table[Any], select: str) -> str:

@@ -35,7 +35,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -68,6 +68,11 @@ def _connect(path: str) -> sqlite3.Connection:
 def closing_scan(db: sqlite3.Connection, query: str, args: list[Any]) -> contextlib.closing[Any]:
     """The query's rows as they are read; closing ends the read at once when left early."""
     return contextlib.closing(db.execute(query, args))
+
+
+def sqlite_one_of(column: str, values: Sequence[str]) -> tuple[str, list[str]]:
+    """SQLite's :data:`~.interface.OneOf`."""
+    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
 
 class SQLiteBase:

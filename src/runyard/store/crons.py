@@ -104,7 +104,7 @@ _NEXT = f"SELECT min(next_run_at) FROM crons WHERE {_DUE}"
 class CronSql:
     """The crons' statements in one database's dialect: its placeholder ``mark``, the
     INSERT of a new cron and the one that replaces a cron, what holds a row read for a
-    change (``lock``), how it streams a search's rows (:data:`~.items.Scan`) and sorts."""
+    change (``lock``), how it streams a search's rows (:data:`~.interface.Scan`) and sorts."""
 
     mark: str
     add: str

@@ -9,7 +9,7 @@ touching either of them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -189,6 +189,8 @@ T = TypeVar("T")
 
 # Streams a query's rows and stops the read when left: (connection, query, args).
 Scan = Callable[[Any, str, list[Any]], AbstractContextManager[Iterable[tuple[Any, ...]]]]
+# A clause picking the rows whose column holds one of some values, and its arguments.
+OneOf = Callable[[str, Sequence[str]], tuple[str, Any]]
 
 
 def page_of(found: Iterable[T], limit: int, offset: int) -> list[T]:

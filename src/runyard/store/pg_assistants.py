@@ -10,18 +10,10 @@ the columns' "C" collation folds ASCII only).
 
 from __future__ import annotations
 
-from typing import Any
-
 from .assistants import AssistantsOnSQL, AssistantSql
-from .pg_connection import PostgresBase, scan
+from .pg_connection import PostgresBase, one_of, scan
 from .pg_schema import insert, order
 from .schema import ASSISTANT_VERSIONS, ASSISTANTS
-
-
-def _any(column: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """PostgreSQL's ``AssistantSql.one_of``: the values as one array."""
-    return f"{column} = ANY(%s)", [list(values)]
-
 
 PG_ASSISTANTS = AssistantSql(
     mark="%s",
@@ -30,7 +22,7 @@ PG_ASSISTANTS = AssistantSql(
     replace=insert(ASSISTANTS, "replace"),
     lock=" FOR UPDATE",
     scan=scan,
-    one_of=_any,
+    one_of=one_of,
     fold="lower({})",
     order=order,
 )

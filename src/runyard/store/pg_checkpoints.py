@@ -16,14 +16,9 @@ import psycopg
 
 from .checkpoints import CheckpointsOnSQL, CheckpointSql, LoadedCheckpoint, loaded
 from .interface import CheckpointRow
-from .pg_connection import PostgresBase
+from .pg_connection import PostgresBase, one_of
 from .pg_schema import Conn, conflict, insert, order, quoted
 from .schema import CHECKPOINT_BLOBS, CHECKPOINT_WRITES, CHECKPOINTS, Table
-
-
-def one_of(column: str, values: list[str]) -> tuple[str, tuple[list[str]]]:
-    """PostgreSQL's :data:`~.checkpoints.OneOf`."""
-    return f"{column} = ANY(%s)", (values,)
 
 
 def _replace_into(table: Table[Any], select: str) -> str:

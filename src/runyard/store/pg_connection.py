@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -351,6 +351,11 @@ def scan(conn: Conn, query: str, args: Any = ()) -> Iterator[Iterator[tuple[Any,
         cursor.itersize = SCAN_ROWS
         cursor.execute(query, args)
         yield iter(cursor)
+
+
+def one_of(column: str, values: Sequence[str]) -> tuple[str, tuple[list[str]]]:
+    """PostgreSQL's :data:`~.interface.OneOf`: the values as one array."""
+    return f"{column} = ANY(%s)", (list(values),)
 
 
 def _take_lock(conn: Conn, query: str) -> bool:

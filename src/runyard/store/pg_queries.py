@@ -18,8 +18,8 @@ import psycopg
 
 from ..model import JSON, Run, Thread, ThreadStatus
 from .interface import Batch
-from .pg_checkpoints import PG_CHECKPOINTS, one_of
-from .pg_connection import scan
+from .pg_checkpoints import PG_CHECKPOINTS
+from .pg_connection import one_of, scan
 from .pg_crons import PG_CRONS
 from .pg_outbox import PG_OUTBOX
 from .pg_schema import Conn, insert, update

@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 from ..model import JSON, Event, Run, RunStatus, Thread, ThreadStatus, dumps
 from . import checkpoints, outbox
-from .checkpoints import CheckpointSql, OneOf, sqlite_one_of
-from .connection import closing_scan
+from .checkpoints import CheckpointSql
+from .connection import closing_scan, sqlite_one_of
 from .crons import SQLITE_CRONS, CronSql
-from .interface import Batch, FinalState, Scan, ThreadState
+from .interface import Batch, FinalState, OneOf, Scan, ThreadState
 from .outbox import OutboxSql
 from .schema import EVENTS, RUNS, THREADS, Table
 
@@ -52,7 +52,7 @@ class RunSql:
     a row read for a change (``lock``), and holds it unless another transaction does
     (``skip_locked``); the columns that order threads and runs as they were written;
     how it streams a search's rows (:data:`~.interface.Scan`), runs ``executemany`` on a
-    connection (``cursor``) and picks rows by a list (:data:`~.checkpoints.OneOf`);
+    connection (``cursor``) and picks rows by a list (:data:`~.interface.OneOf`);
     and the statements of what goes with a thread or a run: checkpoints, webhooks
     and crons."""
 
