@@ -12,6 +12,7 @@ import trio.testing
 
 from runyard.agents import Agent, RunContext
 from runyard.config import Settings
+from runyard.coordinator import LocalCoordinator
 from runyard.errors import Conflict, NotFound, ShuttingDown, StoreError
 from runyard.model import CancelReason, MultitaskStrategy, Run, RunRequest, RunStatus, ThreadStatus
 from runyard.store import Batch, SQLiteStore
@@ -626,6 +627,7 @@ async def test_thread_locks_do_not_outlive_their_use(supervisor: Supervisor) -> 
         await supervisor.wait_run(handle.run_id)
     thread = await supervisor.threads.create()
     await supervisor.threads.delete(thread.thread_id)
+    assert isinstance(supervisor.coordinator, LocalCoordinator)
     assert supervisor.coordinator.locks_held == 0
 
 

@@ -78,7 +78,7 @@ class Admission:
         async with self._coordinator.lock_thread(tid):
             if not accepting():
                 raise ShuttingDown("the server is shutting down")
-            ahead = self._coordinator.line(tid)
+            ahead = await self._coordinator.unfinished(tid)
             strategy = request.multitask_strategy
             if ahead and strategy is MultitaskStrategy.REJECT:
                 raise Conflict(f"thread {tid} has a run in progress")

@@ -12,7 +12,8 @@ replica id) and then, until cancelled:
   ``interrupted``/``restart`` (the one :func:`~runyard.outcome.final_state`
   builder writes their ``end``), their pending runs go back to the queue;
 - listens for doorbells: a cancel of a run it holds goes to ``on_cancel`` at
-  once; a run that ended anywhere rings :attr:`Replica.queue`.
+  once; a run that ended anywhere rings :attr:`Replica.queue` and
+  :attr:`Replica.ended`.
 
 Once reaped (paused or cut off past its lease) it cannot write anything (the
 store's fence) and :meth:`Replica.serve` raises
@@ -31,7 +32,7 @@ from collections.abc import Callable
 
 import trio
 
-from .doorbell import Doorbell
+from .doorbell import Chime, Doorbell
 from .errors import StoreError
 from .events import RunLog
 from .model import CancelReason, RunStatus, now
@@ -88,6 +89,7 @@ class Replica:
     ) -> None:
         self.store = store
         self.queue = Doorbell()  # rung when a run ended: another may start now
+        self.ended = Chime()  # rung as well, for whoever waits for a run of another replica
         self._on_cancel = on_cancel
         self._heartbeat = heartbeat
         self._lease = lease
@@ -182,6 +184,7 @@ class Replica:
             self._deliver(bell.run_id, bell.reason)
         else:  # a run ended, or bells may have been missed: the queue may have moved
             self.queue.ring()
+            self.ended.ring()
 
     def _deliver(self, run_id: str, reason: CancelReason) -> None:
         if run_id not in self._cancelled and self._on_cancel(run_id, reason):

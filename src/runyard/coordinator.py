@@ -12,9 +12,10 @@ Three rules live here, and nowhere else:
 :class:`LocalCoordinator` is today's single process: lines are deques of the
 handles in the :class:`~runyard.runtable.RunTable`, locks are trio locks, and
 every unfinished run in the store at start belongs to a dead process (the
-SQLite store admits one process per database). A replicated coordinator
-keeps the same promises with the database as the line, leases per replica
-and a signal for cancels (see docs/architecture.md).
+SQLite store admits one process per database).
+:class:`~runyard.cluster_coordinator.ClusterCoordinator` keeps the same
+promises across replicas with the database as the line, leases per replica
+and a signal for cancels (see docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ class Coordinator(Protocol):
         """Serialise decisions about one thread (its creation, ``reject``, a new run)."""
 
     def line(self, thread_id: str) -> list[str]:
-        """Ids of the thread's unfinished runs, in the order they will run."""
+        """Ids of the thread's unfinished runs this process holds, in the order they will run."""
+
+    async def unfinished(self, thread_id: str) -> list[str]:
+        """Ids of the thread's unfinished runs wherever they run, in the order they will run
+        (take the thread's lock first for an answer that holds)."""
 
     def join_line(self, handle: RunHandle) -> None:
         """Put a new run at the end of its thread's line."""
@@ -55,7 +60,14 @@ class Coordinator(Protocol):
         """Take a run whose final state is persisted out of its line."""
 
     def cancel(self, run_id: str, reason: CancelReason) -> bool:
-        """Deliver a cancel to the run, wherever it executes; False if it is not live."""
+        """Deliver a cancel to the run, wherever it executes, without waiting; False if
+        it is not live here (it may still be elsewhere: the cancel goes on its way)."""
+
+    async def stop(self, run_id: str, reason: CancelReason) -> bool:
+        """Deliver a cancel and return once it is recorded; False if the run is not live."""
+
+    async def wait_ended(self, run_id: str) -> None:
+        """Return once the run's final state is persisted, wherever it runs."""
 
     async def orphaned_runs(self) -> list[Run]:
         """Unfinished runs whose process has died, oldest first."""
@@ -89,6 +101,9 @@ class LocalCoordinator:
     def line(self, thread_id: str) -> list[str]:
         return [h.run_id for h in self._lines.get(thread_id, ())]
 
+    async def unfinished(self, thread_id: str) -> list[str]:
+        return self.line(thread_id)
+
     def join_line(self, handle: RunHandle) -> None:
         self._lines.setdefault(handle.run.thread_id, collections.deque()).append(handle)
 
@@ -112,6 +127,14 @@ class LocalCoordinator:
             return False
         handle.cancel(reason)
         return True
+
+    async def stop(self, run_id: str, reason: CancelReason) -> bool:
+        return self.cancel(run_id, reason)
+
+    async def wait_ended(self, run_id: str) -> None:
+        handle = self._table.get(run_id)
+        if handle is not None:
+            await handle.finished.wait()
 
     async def orphaned_runs(self) -> list[Run]:
         return await self._store.unfinished_runs()

@@ -1,4 +1,6 @@
-"""A background loop's wake-up: rung when there is work, else it naps until work falls due.
+"""Wake-ups: a background loop's (:class:`Doorbell`), and many waiters' (:class:`Chime`).
+
+A :class:`Doorbell` wakes one loop: rung when there is work, else it naps until work falls due.
 
 The cron scheduler and the webhook sender each look at the store, then nap:
 until someone rings (a cron changed, a run with a webhook ended), until the
@@ -41,3 +43,18 @@ class Doorbell:
         with trio.move_on_after(delay):
             await self._rung.wait()
         self._rung = trio.Event()
+
+
+class Chime:
+    """A wake-up for any number of waiters: :meth:`ring` wakes every waiter at once."""
+
+    def __init__(self) -> None:
+        self._rung = trio.Event()
+
+    def ring(self) -> None:
+        self._rung.set()
+        self._rung = trio.Event()
+
+    def next_ring(self) -> trio.Event:
+        """Set by the next ring: take it before looking, so no ring slips between."""
+        return self._rung

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import trio
@@ -67,9 +67,13 @@ class RunLog:
         self._send(events)
         if events[-1].event == "end":
             self.ended = True
-            for send in self._subscribers:
-                send.close()
-            self._subscribers.clear()
+            self.close()
+
+    def close(self) -> None:
+        """End every subscriber's channel without an ``end``: each catches up from the store."""
+        for send in self._subscribers:
+            send.close()
+        self._subscribers.clear()
 
     def poke(self, now: float) -> None:
         """Wake every subscriber with an empty batch (its stream sends a heartbeat)."""
@@ -191,11 +195,15 @@ class LocalEventBus:
             while True:
                 await trio.sleep(interval / 2)
                 now = trio.current_time()
-                for run_log in list(self._logs.values()):
+                for run_log in self._quiet_candidates():
                     if now - run_log.active_at >= interval:
                         run_log.poke(now)
         finally:
             self._keeping -= 1
+
+    def _quiet_candidates(self) -> Iterable[RunLog]:
+        """The logs whose subscribers a quiet spell pokes."""
+        return list(self._logs.values())
 
     def attach(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]] | None:
         log = self._logs.get(run_id)

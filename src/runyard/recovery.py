@@ -6,6 +6,9 @@ then gets an ``end`` (and a ``metadata`` first if it had none), written
 through the commit writer like any final state. A run that never started
 (``pending``, or waiting for ``after_seconds``) starts now, its log
 continuing where it was, its delay counted from when it was created.
+A replica of a cluster recovers nothing at start (the other replicas end
+a dead replica's runs); it starts the pending runs it claims from the
+queue (:func:`start_claimed`).
 
 Opt-in (the ``resume_graph_runs`` setting, or ``resume_on_restart`` on the
 run): a LangGraph run that was running resumes from its thread's last
@@ -18,6 +21,7 @@ checkpoint run again, so a side effect in them may happen twice.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -29,6 +33,9 @@ from .model import RunRequest, RunStatus, now
 from .outcome import RESTARTED, final_state
 from .runner import Runner
 from .store import Store
+
+if TYPE_CHECKING:
+    from .cluster import Claim
 
 log = logging.getLogger("runyard.recovery")
 
@@ -78,3 +85,21 @@ async def recover(
         request.after_seconds = max(0.0, run.created_at + request.after_seconds - now())
         runner.admit(nursery, run, request, agent, next_seq=last + 1)
         log.info("run.restarted", extra={"run_id": run.run_id})
+
+
+def start_claimed(
+    claim: Claim, runner: Runner, agents: AgentRegistry, nursery: trio.Nursery
+) -> None:
+    """Start a run this replica claimed from the cluster's queue (one that another
+    replica admitted and left, or whose replica died): running already, its log
+    continued, its cancel (asked before it started) delivered at once."""
+    run = claim.run
+    request = RunRequest.of(run)
+    request.after_seconds = 0.0  # the claim came when it was due
+    agent = agents.get(run.graph_id)
+    handle = runner.admit(
+        nursery, run, request, agent, next_seq=claim.next_seq, running_at=run.updated_at
+    )
+    if claim.cancel is not None:
+        handle.cancel(claim.cancel)
+    log.info("run.claimed", extra={"run_id": run.run_id})

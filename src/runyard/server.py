@@ -76,7 +76,7 @@ async def serve(
     """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
     settings.check_exposure()
     registry = settings.registry()
-    store = store_for(settings.db, exclusive=True)
+    store = store_for(settings.db, exclusive=True, replica=True)
     await store.open()
     try:
         async with trio.open_nursery() as root:

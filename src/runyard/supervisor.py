@@ -31,6 +31,7 @@ The nursery tree (see docs/architecture.md)::
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 import trio_asyncio
@@ -40,7 +41,7 @@ from .agents import AgentRegistry
 from .assistants import Assistants
 from .commit import CommitWriter
 from .config import Settings
-from .coordinator import LocalCoordinator
+from .coordinator import Coordinator, LocalCoordinator
 from .cpu_pin import CpuPin
 from .cron_scheduler import CronScheduler
 from .crons import Crons
@@ -53,7 +54,7 @@ from .model import (
     Run,
     RunRequest,
 )
-from .recovery import recover
+from .recovery import recover, start_claimed
 from .retention import purge_forever
 from .runner import Runner
 from .runtable import RunHandle, RunTable
@@ -62,6 +63,10 @@ from .store.items import ItemStore
 from .thread_state import ThreadStates
 from .threads import Threads
 from .webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from .cluster import Claim
+    from .cluster_coordinator import ClusterCoordinator
 
 log = logging.getLogger("runyard.supervisor")
 
@@ -82,12 +87,24 @@ class Supervisor:
         self.store = store
         self.agents = agents
         self.settings = settings = settings or Settings()
-        self.bus: EventBus = bus or LocalEventBus(store, keep_all=not settings.durable)
         self.writer = CommitWriter(
             store, durable=settings.durable, outage_grace=settings.store_outage_grace
         )
         self.table = RunTable(settings)
-        self.coordinator = LocalCoordinator(self.table, store)
+        self.coordinator: Coordinator
+        self.cluster: ClusterCoordinator | None = None
+        if getattr(store, "cluster", False):  # a replica of several (runyard[postgres])
+            from .cluster_coordinator import ClusterCoordinator
+            from .cluster_events import ClusterEventBus
+            from .store.postgres import PostgresStore
+
+            assert isinstance(store, PostgresStore)
+            self.coordinator = self.cluster = ClusterCoordinator(self.table, store, settings)
+            ended = self.cluster.replica.ended.next_ring
+            bus = bus or ClusterEventBus(store, ended, keep_all=not settings.durable)
+        else:
+            self.coordinator = LocalCoordinator(self.table, store)
+        self.bus: EventBus = bus or LocalEventBus(store, keep_all=not settings.durable)
         self.feed = RunFeed()
         self.runner = Runner(
             settings, self.writer, self.coordinator, self.table, self.feed, self.bus
@@ -137,6 +154,10 @@ class Supervisor:
         """
         async with trio_asyncio.open_loop() as loop, trio.open_nursery() as outer:
             self.runner.loop = loop
+            # A replica joins first (every write is fenced by its lease) and leaves last.
+            cluster_scope = trio.CancelScope(shield=True)
+            if self.cluster is not None:
+                await outer.start(self._serve_cluster, cluster_scope, name="replica")
             writer_scope = self.writer_scope = trio.CancelScope(shield=True)
             outer.start_soon(self._serve_writer, writer_scope, name="commit writer")
             graphs_scope = trio.CancelScope(shield=True)
@@ -154,6 +175,8 @@ class Supervisor:
                     runs.start_soon(self.bus.keep_alive, self.settings.heartbeat, name="heartbeats")
                     runs.start_soon(self.cron_scheduler.serve, name="cron scheduler")
                     runs.start_soon(self.webhooks.serve, name="webhook sender")
+                    if self.cluster is not None:
+                        runs.start_soon(self.cluster.take_runs, self._start_claimed, name="claims")
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
@@ -164,10 +187,22 @@ class Supervisor:
                     await self.writer.aclose()
                 writer_scope.cancel()
                 graphs_scope.cancel()
+                cluster_scope.cancel()
 
     async def _serve_writer(self, scope: trio.CancelScope) -> None:
         with scope:
             await self.writer.serve()
+
+    async def _serve_cluster(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[str]
+    ) -> None:
+        assert self.cluster is not None
+        with scope:
+            await self.cluster.serve(task_status=task_status)
+
+    async def _start_claimed(self, claim: Claim) -> None:
+        assert self._nursery is not None
+        start_claimed(claim, self.runner, self.agents, self._nursery)
 
     async def _serve_graphs(
         self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
@@ -287,15 +322,15 @@ class Supervisor:
         wait: bool = False,
         owner: str = "",
     ) -> Run:
-        """Cancel a pending or running run (a finished one is left as it is)."""
+        """Cancel a pending or running run, wherever it runs (a finished one is left as
+        it is); with ``wait``, return once its final state is persisted."""
         run = await self.get_run(run_id, thread_id=thread_id, owner=owner)
-        handle = self.table.get(run_id)
-        if handle is None:
+        if run.status.terminal:
             return run
-        self.coordinator.cancel(run_id, reason)
+        await self.coordinator.stop(run_id, reason)
         if wait:
-            await handle.finished.wait()
-        return handle.run
+            await self.coordinator.wait_ended(run_id)
+        return await self._latest(run)
 
     def cancel_nowait(self, run_id: str, reason: CancelReason) -> None:
         """Ask a live run to stop without waiting (a client that left, say)."""
@@ -309,23 +344,30 @@ class Supervisor:
         owner: str = "",
         cancel_on_exit: CancelReason | None = None,
     ) -> Run:
-        """Wait (without polling) until the run is terminal; return its final row.
+        """Wait (without polling here) until the run is terminal; return its final row.
 
         With ``cancel_on_exit``, a waiter that leaves early (it is cancelled:
         its client disconnected) cancels the run with that reason. That cancel
         does not block; the run persists its own final state.
         """
         run = await self.get_run(run_id, thread_id=thread_id, owner=owner)
-        handle = self.table.get(run_id)
-        if handle is None:
+        if run.status.terminal:
             return run
         try:
             with self.table.waiting(owner):
-                await handle.finished.wait()
+                await self.coordinator.wait_ended(run_id)
         finally:
             if cancel_on_exit is not None:
                 self.coordinator.cancel(run_id, cancel_on_exit)  # no-op once it has ended
-        return handle.run
+        return await self._latest(run)
+
+    async def _latest(self, run: Run) -> Run:
+        """The run as it is now: live here, in memory; else as stored (as it was, if
+        it is gone: a rollback deletes it)."""
+        handle = self.table.get(run.run_id)
+        if handle is not None:
+            return handle.run
+        return await self.store.get_run(run.run_id) or run
 
     def check_wait_room(self, owner: str) -> None:
         """Raise :class:`TooManyRequests` if ``owner`` may not open another wait now."""

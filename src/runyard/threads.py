@@ -136,7 +136,7 @@ class Threads:
         never interleaved with a run's own state.
         """
         async with self._coordinator.lock_thread(thread_id):
-            if self._coordinator.line(thread_id):
+            if await self._coordinator.unfinished(thread_id):
                 raise Conflict(f"thread {thread_id} has a run in progress")
             yield
 
@@ -144,15 +144,16 @@ class Threads:
         """Cancel the thread's runs, wait for their final states, delete it all."""
         await self.get(thread_id, owner=owner)
         async with self._coordinator.lock_thread(thread_id):
-            handles = [self._table.get(rid) for rid in self._coordinator.line(thread_id)]
-            live = [h for h in handles if h is not None]
-            for handle in live:
-                self._coordinator.cancel(handle.run_id, CancelReason.USER)
-            for handle in live:
-                await handle.finished.wait()
+            live = await self._coordinator.unfinished(thread_id)
+            for run_id in live:
+                await self._coordinator.stop(run_id, CancelReason.USER)
+            for run_id in live:
+                await self._coordinator.wait_ended(run_id)
             await self._store.delete_thread(thread_id)
-            for handle in live:
-                self._runner.forget(handle)
+            for run_id in live:
+                handle = self._table.get(run_id)
+                if handle is not None:
+                    self._runner.forget(handle)
 
     async def for_run(self, request: RunRequest) -> str:
         """The id of the thread a run asks for: the owner's, or made now under

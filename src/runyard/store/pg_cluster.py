@@ -139,7 +139,9 @@ _CLAIM = (
     " ORDER BY r.queue_seq LIMIT %(limit)s FOR UPDATE OF r SKIP LOCKED)"
     " UPDATE runs SET status = 'running', replica_id = %(replica)s, updated_at = %(at)s"
     " FROM claimable WHERE runs.run_id = claimable.run_id"
-    f" RETURNING {_RUN_COLUMNS}, runs.cancel_requested, runs.queue_seq"
+    f" RETURNING {_RUN_COLUMNS},"
+    " (SELECT coalesce(max(seq), -1) + 1 FROM events WHERE events.run_id = runs.run_id),"
+    " runs.cancel_requested, runs.queue_seq"
 )
 # Only runs waiting for after_seconds: those due but behind their thread's line
 # start when a run ends, which rings the queue.
@@ -155,6 +157,26 @@ _MARK_CANCEL = (
 _KEEP = "UPDATE runs SET replica_id = %s, available_at = available_at + %s WHERE run_id = %s"
 _HOLD = "UPDATE runs SET replica_id = %s WHERE run_id = ANY(%s)"
 _NOTIFY = "SELECT pg_notify(%s, %s)"  # NOTIFY itself takes no bound parameters
+# A thread's unfinished runs in the order they run: the running one, then the line.
+_LINE = (
+    f"SELECT run_id FROM runs WHERE thread_id = %s AND {_UNFINISHED}"
+    " ORDER BY status = 'running' DESC, queue_seq"
+)
+# A run that ended leaves its thread busy while a run of it waits on another replica
+# (the replica that ended it knows only its own line).
+_STILL_BUSY = (
+    "UPDATE threads SET status = 'busy' WHERE thread_id = ANY(%s) AND status <> 'busy'"
+    " AND EXISTS (SELECT 1 FROM runs WHERE runs.thread_id = threads.thread_id"
+    " AND runs.status IN ('pending', 'running'))"
+)
+# Thread locks: session advisory locks keyed (runyard's class, the thread id's hash).
+# A hash shared by two threads makes them take turns, nothing worse.
+_LOCK_CLASS = 0x72790000
+_TRY_LOCK = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+_UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
+# How long a thread lock held by another replica is waited for between tries (seconds).
+_LOCK_RETRY_FIRST = 0.002
+_LOCK_RETRY_MAX = 0.05
 
 
 _LOST = "this replica's lease was lost (another replica reaped it, or it left)"
@@ -167,10 +189,12 @@ class LeaseLost(StoreError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
-    """A run this replica now executes, and the cancel asked for it before it started."""
+    """A run this replica now executes, the cancel asked for it before it started, and
+    its log's next seq (its ``metadata`` may be there already)."""
 
     run: Run
     cancel: CancelReason | None = None
+    next_seq: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +229,11 @@ class Bell:
     kind: Literal["cancel", "queue", "missed"]
     run_id: str | None = None
     reason: CancelReason | None = None
+
+
+def _ask(c: Conn, query: str, args: tuple[object, ...]) -> bool:
+    row = c.execute(query, args).fetchone()
+    return bool(row and row[0])
 
 
 def cancel_channel(replica_id: str) -> str:
@@ -265,7 +294,7 @@ def claim(
         return []  # a run of the same thread was marked running meanwhile: next time
     rows.sort(key=lambda row: row[-1])
     return [
-        Claim(RUNS.load(row[:-2]), None if row[-2] is None else CancelReason(row[-2]))
+        Claim(RUNS.load(row[:-3]), None if row[-2] is None else CancelReason(row[-2]), row[-3])
         for row in rows
     ]
 
@@ -301,6 +330,7 @@ def committed(c: Conn, batch: Batch, replica_id: str) -> None:
     if batch.running:
         c.execute(_HOLD, (replica_id, [run_id for run_id, _ in batch.running]))
     if batch.finals:
+        c.execute(_STILL_BUSY, ([state.thread_id for state in batch.finals],))
         c.execute(_NOTIFY, (QUEUE_CHANNEL, ""))
 
 
@@ -370,6 +400,35 @@ class PostgresCluster(PostgresBase):
             return None if row is None or row[0] is None else float(row[0])
 
         return await self._read(soonest)
+
+    async def line(self, thread_id: str) -> list[str]:
+        """Ids of the thread's unfinished runs, wherever they run: the running one first,
+        then the rest in the order they will run."""
+        return await self._read(lambda c: [row[0] for row in c.execute(_LINE, (thread_id,))])
+
+    @contextlib.asynccontextmanager
+    async def thread_lock(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread's lock across the cluster (one holder per replica at a time:
+        a replica serialises its own tasks first). Waiting polls, with a back-off."""
+        key = (_LOCK_CLASS, thread_id)
+        delay = _LOCK_RETRY_FIRST
+        while not await self._on_lock_link(lambda c: _ask(c, _TRY_LOCK, key)):
+            await trio.sleep(delay)
+            delay = min(delay * 2, _LOCK_RETRY_MAX)
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._on_lock_link(lambda c: _ask(c, _UNLOCK, key))
+                except StoreError:
+                    pass  # the session is gone, and its locks with it
+
+    async def _on_lock_link(self, fn: Callable[[Conn], bool]) -> bool:
+        async with self._lock_limiter:
+            return await self._attempts(
+                lambda: self._unless_closed(self._lock_link).read(fn), action="write"
+            )
 
     async def request_cancel(self, run_id: str, reason: CancelReason, settle: Settle) -> bool:
         """Ask a run to stop, wherever it runs (see :func:`request_cancel`)."""

@@ -191,6 +191,9 @@ class PostgresBase:
         # A replica's lease: its own connection, so heartbeats never wait behind writes.
         self._lease_link = _Link(self._conninfo, read_only=False)
         self._lease_limiter = trio.CapacityLimiter(1)
+        # A replica's thread locks (session advisory locks): a connection of their own too.
+        self._lock_link = _Link(self._conninfo, read_only=False)
+        self._lock_limiter = trio.CapacityLimiter(1)
         self.closed = False
 
     # -- lifetime ---------------------------------------------------------------
@@ -234,13 +237,14 @@ class PostgresBase:
             async with contextlib.AsyncExitStack() as held:
                 await held.enter_async_context(self._write_limiter)
                 await held.enter_async_context(self._lease_limiter)
+                await held.enter_async_context(self._lock_limiter)
                 for _ in self._readers:
                     await held.enter_async_context(self._read_slots)
                 self._close_sync()
 
     def _close_sync(self) -> None:
         self.closed = True
-        for link in (*self._readers, self._writer, self._lease_link):
+        for link in (*self._readers, self._writer, self._lease_link, self._lock_link):
             link.close()
 
     # -- plumbing -----------------------------------------------------------------

@@ -27,11 +27,15 @@ def is_postgres(db: str) -> bool:
     return db.startswith(POSTGRES_SCHEMES)
 
 
-def store_for(db: str, *, exclusive: bool = False) -> SQLiteStore | PostgresStore:
+def store_for(
+    db: str, *, exclusive: bool = False, replica: bool = False
+) -> SQLiteStore | PostgresStore:
     """The store ``db`` names, not opened yet (``await store.open()``).
 
     ``exclusive``: this process must be the only one using the database (a
     lock the operating system or the server frees when the process dies).
+    ``replica``: a PostgreSQL database is shared with other replicas of one
+    cluster instead (a SQLite file has no replicas: ``exclusive`` holds).
     Raises :class:`StoreUnusable` for a URL when psycopg is not installed.
     """
     if not is_postgres(db):
@@ -42,6 +46,8 @@ def store_for(db: str, *, exclusive: bool = False) -> SQLiteStore | PostgresStor
         raise StoreUnusable(
             "a PostgreSQL --db needs psycopg: pip install 'runyard[postgres]'"
         ) from None
+    if replica:
+        return PostgresStore(db, cluster=True)
     return PostgresStore(db, exclusive=exclusive)
 
 

@@ -1,0 +1,292 @@
+"""Replicas across real processes: several ``runyard serve`` on one PostgreSQL database.
+
+Each test starts real servers (:mod:`tests.process`) on the throw-away
+PostgreSQL of :mod:`tests.pg` and speaks HTTP to them as clients behind a
+load balancer would: a run created through one replica is streamed, resumed,
+waited for and cancelled through another; a replica is killed with SIGKILL
+or stopped with SIGTERM while the others serve. Every test asserts on the
+frames clients got and the rows the database holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from . import pg
+from .helpers import Frame, parse_frames
+from .process import ServerProcess, free_port
+from .test_store import connected
+
+pytestmark = pytest.mark.trio
+
+postgres_server = pg.postgres_server
+postgres_url = pg.postgres_url
+
+ENV = {"RUNYARD_GRACE": "1.5", "RUNYARD_CLEANUP_DEADLINE": "2"}
+# The takeover the cluster promises after a replica dies (seconds).
+TAKEOVER = 10.0
+
+
+class Cluster:
+    """Replicas of one database, started on demand and all stopped at the end."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.url = url
+        self.tmp = tmp
+        self.servers: list[ServerProcess] = []
+
+    async def start(self, count: int = 1) -> list[ServerProcess]:
+        started = [ServerProcess(self.url, free_port(), self.tmp, **ENV) for _ in range(count)]
+        self.servers += started
+        for server in started:
+            server.start()
+        for server in started:
+            await server.wait_ready()
+        return started
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with connected(self.url) as execute:
+            return execute(sql)
+
+    def run_row(self, run_id: str) -> tuple[str, str | None]:
+        ((status, reason),) = self.rows(
+            f"SELECT status, cancel_reason FROM runs WHERE run_id = '{run_id}'"
+        )
+        return status, reason
+
+    def events(self, run_id: str) -> list[tuple[int, str]]:
+        return [
+            (seq, event)
+            for seq, event in self.rows(
+                f"SELECT seq, event FROM events WHERE run_id = '{run_id}' ORDER BY seq"
+            )
+        ]
+
+
+@pytest.fixture
+def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    replicas = Cluster(postgres_url, tmp_path)
+    yield replicas
+    for server in replicas.servers:
+        server.ensure_stopped()
+
+
+async def create(c: httpx.AsyncClient, thread: str, agent: str, **fields: Any) -> str:
+    body = {"assistant_id": agent, **fields}
+    response = await c.post(f"/threads/{thread}/runs", json=body)
+    assert response.status_code == 200, response.text
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+async def new_thread(c: httpx.AsyncClient) -> str:
+    thread_id: str = (await c.post("/threads", json={})).json()["thread_id"]
+    return thread_id
+
+
+async def stream(
+    c: httpx.AsyncClient, thread: str, run_id: str, after: int | None = None
+) -> list[Frame]:
+    headers = {} if after is None else {"Last-Event-ID": str(after)}
+    async with c.stream("GET", f"/threads/{thread}/runs/{run_id}/stream", headers=headers) as r:
+        assert r.status_code == 200
+        text = "".join([chunk async for chunk in r.aiter_text()])
+    return parse_frames(text)[0]
+
+
+async def post(c: httpx.AsyncClient, path: str, body: Any, codes: list[int]) -> None:
+    codes.append((await c.post(path, json=body)).status_code)
+
+
+def ids(frames: list[Frame]) -> list[int]:
+    return [f.id for f in frames if f.id is not None]
+
+
+def ends(frames: list[Frame]) -> str:
+    """The status the stream's last frame, its one ``end``, gives."""
+    assert [f.event for f in frames].count("end") == 1
+    assert frames[-1].event == "end"
+    status: str = frames[-1].data["status"]
+    return status
+
+
+async def test_a_run_created_on_one_replica_streams_resumes_and_waits_through_another(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        run_id = await create(ca, thread, "emitter", input={"n": 40, "delay": 0.02})
+        whole = await stream(cb, thread, run_id)
+        resumed = await stream(cb, thread, run_id, after=10)
+        waited = await cb.get(f"/threads/{thread}/runs/{run_id}/join")
+        listed = (await cb.get(f"/threads/{thread}/runs/{run_id}")).json()
+
+    assert ends(whole) == "success"
+    assert ids(whole) == list(range(len(ids(whole))))  # gapless, from 0
+    assert ids(resumed) == ids(whole)[11:]
+    assert [f.data for f in resumed] == [f.data for f in whole][11:]
+    assert waited.status_code == 200
+    assert waited.json() == {"done": 40}
+    assert listed["status"] == "success"
+    stored = cluster.events(run_id)
+    assert [seq for seq, _ in stored] == ids(whole)
+    assert [event for _, event in stored].count("end") == 1
+
+
+async def test_a_cancel_through_another_replica_ends_the_run_within_two_seconds_once(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        run_id = await create(ca, thread, "sleepy", input={"delay": 600})
+        await trio.sleep(0.3)
+        began = time.monotonic()
+        cancelled = await cb.post(f"/threads/{thread}/runs/{run_id}/cancel?wait=1")
+        took = time.monotonic() - began
+        frames = await stream(cb, thread, run_id)
+
+    assert cancelled.status_code in (200, 202, 204), cancelled.text
+    assert took < 2.0
+    assert cluster.run_row(run_id) == ("interrupted", "user")
+    assert ends(frames) == "interrupted"
+    assert [event for _, event in cluster.events(run_id)].count("end") == 1
+
+
+async def test_reject_answers_409_exactly_once_for_creates_on_two_replicas_at_once(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        for _ in range(8):
+            thread = await new_thread(ca)
+            body = {"assistant_id": "sleepy", "input": {"delay": 0.3}}
+            body["multitask_strategy"] = "reject"
+            codes: list[int] = []
+            async with trio.open_nursery() as nursery:
+                for c in (ca, cb):
+                    nursery.start_soon(post, c, f"/threads/{thread}/runs", body, codes)
+            assert sorted(codes) == [200, 409]
+            (count,) = cluster.rows(f"SELECT count(*) FROM runs WHERE thread_id = '{thread}'")[0]
+            assert count == 1
+
+
+async def test_enqueued_runs_on_two_replicas_run_one_at_a_time_in_order(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        made = []
+        for i in range(6):
+            c = (ca, cb)[i % 2]
+            made.append(
+                await create(
+                    c, thread, "sleepy", input={"delay": 0.2}, multitask_strategy="enqueue"
+                )
+            )
+        await cb.get(f"/threads/{thread}/runs/{made[-1]}/join")
+        rows = cluster.rows(
+            "SELECT run_id, status, created_at, updated_at FROM runs"
+            f" WHERE thread_id = '{thread}' ORDER BY queue_seq"
+        )
+    assert [r[0] for r in rows] == made
+    assert all(r[1] == "success" for r in rows)
+    # One at a time: each ended at least its 0.2 s of sleep after the one before it.
+    finished = [r[3] for r in rows]
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(finished))
+
+
+async def test_interrupt_on_another_replica_waits_for_the_old_runs_final_state(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        old = await create(ca, thread, "sleepy", input={"delay": 600})
+        await trio.sleep(0.3)
+        new = await create(cb, thread, "echo", input={"x": 1}, multitask_strategy="interrupt")
+        done = await cb.get(f"/threads/{thread}/runs/{new}/join")
+    assert done.json() == {"x": 1}
+    assert cluster.run_row(old) == ("interrupted", "interrupt")
+    assert cluster.run_row(new) == ("success", None)
+
+
+async def test_a_replica_killed_hands_over_within_ten_seconds(cluster: Cluster) -> None:
+    # A runs a long run and keeps a second one waiting behind it; a client follows the
+    # first through B. After kill -9 of A: the first ends interrupted/restart with its
+    # `end` (the client sees it), the second runs to success on B.
+    a, b = await cluster.start(2)
+    frames: list[Frame] = []
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        first = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.05})
+        second = await create(
+            ca, thread, "echo", input={"after": "kill"}, multitask_strategy="enqueue"
+        )
+
+        async def follow() -> None:
+            frames.extend(await stream(cb, thread, first))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.sleep(1.0)
+            killed = time.monotonic()
+            a.signal(signal.SIGKILL)
+            done = await cb.get(f"/threads/{thread}/runs/{second}/join")
+            took = time.monotonic() - killed
+    assert took < TAKEOVER
+    assert done.json() == {"after": "kill"}
+    assert cluster.run_row(first) == ("interrupted", "restart")
+    assert ends(frames) == "interrupted"
+    assert ids(frames) == list(range(len(ids(frames))))
+    assert [event for _, event in cluster.events(first)].count("end") == 1
+
+
+async def test_sigterm_drains_one_replica_while_the_others_serve(cluster: Cluster) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        on_a = await create(ca, await new_thread(ca), "sleepy", input={"delay": 0.5})
+        on_b = await create(cb, await new_thread(cb), "sleepy", input={"delay": 3})
+        a.signal(signal.SIGTERM)
+        assert await a.wait_exit() == 0, a.output()
+        after = await create(cb, await new_thread(cb), "echo", input={"y": 2})
+        for run_id in (on_b, after):
+            rows = cluster.rows(f"SELECT thread_id FROM runs WHERE run_id = '{run_id}'")
+            joined = await cb.get(f"/threads/{rows[0][0]}/runs/{run_id}/join")
+            assert joined.status_code == 200
+    assert cluster.run_row(on_a) == ("success", None)
+    assert cluster.run_row(on_b) == ("success", None)
+    assert cluster.run_row(after) == ("success", None)
+    assert cluster.rows("SELECT count(*) FROM replicas") == [(1,)]
