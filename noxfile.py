@@ -43,7 +43,7 @@ PYTHONS = ["3.11", "3.13"]
 COVERAGE_PYTHON = "3.13"
 SOURCES = ["src", "tests", "noxfile.py", "bench", "examples"]
 # What the test suite needs installed: every optional part it tests.
-TEST_EXTRAS = "test,langgraph,postgres"
+TEST_EXTRAS = "test,langgraph,postgres,redis"
 # The JS SDK agent-chat-ui pins, for tests/test_chat_flow.py (package-lock.json).
 JS_TESTS = "tests/js"
 FLAKE8_ASYNC = ",".join(
@@ -194,7 +194,8 @@ def bench(session: nox.Session) -> None:
     `-- capacity [--steps 250,500 --duration 60 --peer ...]` runs the capacity workloads
     instead (bench/capacity.py: w9 token streams, cancel latency, w3 and w1 against the
     ceiling, the stack's floor; `--profile` adds a flame graph of w1). `-- postgres` runs
-    workloads 1-4 on a throw-away PostgreSQL against SQLite (bench/on_postgres.py)."""
+    workloads 1-4 on a throw-away PostgreSQL against SQLite (bench/on_postgres.py); `-- replicas`
+    three replicas against one, and takeovers after kill -9 (bench/replicas.py)."""
     session.install("-e", ".[test,langgraph]")
     if "langgraph" in session.posargs or "--peer" in session.posargs:
         session.install("langgraph-cli[inmem]")
@@ -203,6 +204,10 @@ def bench(session: nox.Session) -> None:
     if session.posargs[:1] == ["postgres"]:
         session.install("-e", ".[postgres]")
         session.run("python", "bench/on_postgres.py", *session.posargs[1:])
+        return
+    if session.posargs[:1] == ["replicas"]:
+        session.install("-e", ".[postgres,redis]")
+        session.run("python", "bench/replicas.py", *session.posargs[1:])
         return
     if session.posargs[:1] == ["capacity"]:
         session.install("matplotlib")

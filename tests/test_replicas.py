@@ -290,3 +290,63 @@ async def test_sigterm_drains_one_replica_while_the_others_serve(cluster: Cluste
     assert cluster.run_row(on_b) == ("success", None)
     assert cluster.run_row(after) == ("success", None)
     assert cluster.rows("SELECT count(*) FROM replicas") == [(1,)]
+
+
+async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
+    cluster: Cluster,
+) -> None:
+    # SIGSTOP stands for a partition or a long pause: B reaps A and ends its run. Woken,
+    # A may not write any more (its commits are refused), stops the run it held, and
+    # joins again as a new replica that serves.
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        run_id = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.01})
+        await trio.sleep(0.5)
+        (before,) = cluster.rows("SELECT replica_id FROM replicas ORDER BY started_at LIMIT 1")[0]
+        a.signal(signal.SIGSTOP)
+        try:
+            await cb.get(f"/threads/{thread}/runs/{run_id}/join")
+        finally:
+            a.signal(signal.SIGCONT)
+        assert cluster.run_row(run_id) == ("interrupted", "restart")
+        ended_at = cluster.events(run_id)
+        with trio.fail_after(TAKEOVER):
+            while len(cluster.rows("SELECT 1 FROM replicas")) < 2:  # noqa: ASYNC110 (rows)
+                await trio.sleep(0.1)
+        again = await create(ca, await new_thread(ca), "echo", input={"z": 3})
+        rows = cluster.rows(f"SELECT thread_id FROM runs WHERE run_id = '{again}'")
+        done = await ca.get(f"/threads/{rows[0][0]}/runs/{again}/join")
+    assert done.json() == {"z": 3}
+    assert cluster.events(run_id) == ended_at  # nothing written by A after the reaping
+    assert [event for _, event in ended_at].count("end") == 1
+    assert [seq for seq, _ in ended_at] == list(range(len(ended_at)))
+    assert before not in {r[0] for r in cluster.rows("SELECT replica_id FROM replicas")}
+    assert "replica.lost" in a.output()
+
+
+async def test_after_seconds_and_a_cancel_of_a_waiting_run_hold_across_replicas(
+    cluster: Cluster,
+) -> None:
+    a, b = await cluster.start(2)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        began = time.monotonic()
+        delayed = await create(ca, thread, "echo", input={"d": 1}, after_seconds=1.0)
+        waiting = await create(ca, thread, "echo", input={"w": 1}, multitask_strategy="enqueue")
+        cancelled = await cb.post(f"/threads/{thread}/runs/{waiting}/cancel")
+        assert cancelled.status_code in (200, 202, 204)
+        done = await cb.get(f"/threads/{thread}/runs/{delayed}/join")
+        took = time.monotonic() - began
+        await cb.get(f"/threads/{thread}/runs/{waiting}/join")
+    assert done.json() == {"d": 1}
+    assert took >= 1.0
+    assert cluster.run_row(delayed) == ("success", None)
+    assert cluster.run_row(waiting) == ("interrupted", "user")
+    assert [event for _, event in cluster.events(waiting)][-1] == "end"

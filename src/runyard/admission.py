@@ -13,6 +13,7 @@ cancel the runs ahead, which the new run waits for (see the coordinator).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import trio
 
@@ -75,10 +76,12 @@ class Admission:
             tid = new_thread.thread_id
         else:
             tid = await self._threads.for_run(request)
-        async with self._coordinator.lock_thread(tid):
+        # Nothing can be ahead on a thread written with the run: no lock, no look.
+        locked = self._coordinator.lock_thread(tid) if new_thread is None else nullcontext()
+        async with locked:
             if not accepting():
                 raise ShuttingDown("the server is shutting down")
-            ahead = await self._coordinator.unfinished(tid)
+            ahead = [] if new_thread is not None else await self._coordinator.unfinished(tid)
             strategy = request.multitask_strategy
             if ahead and strategy is MultitaskStrategy.REJECT:
                 raise Conflict(f"thread {tid} has a run in progress")

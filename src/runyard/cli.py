@@ -23,6 +23,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--db", help=f"SQLite file or postgresql:// URL, runyard[postgres] (default {_D.db})"
     )
+    p.add_argument(
+        "--bus", help="redis:// or unix:// URL of a Redis for replicas' live events, runyard[redis]"
+    )
     p.add_argument("--config", help="a runyard.toml (default ./runyard.toml if present)")
     p.add_argument("--durability", choices=["events", "final"], help="what is committed when")
     p.add_argument("--grace", type=float, help="seconds runs may finish at shutdown")
@@ -69,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "db": args.db,
+        "bus": args.bus,
         "durability": args.durability,
         "grace": args.grace,
         "demo_agents": False if args.no_demo_agents else None,

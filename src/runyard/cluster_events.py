@@ -9,6 +9,11 @@ run's log does. So however many clients follow a remote run through this
 replica, the store is read once per poll, and resume by ``Last-Event-ID``
 works as anywhere: ids are the stored ``seq``.
 
+With a fan-out (:mod:`runyard.fanout`, Redis) up, the follower publishes
+the events the executing replica pushes as soon as they come, and reads the
+store only when they leave a gap, or after :data:`FOLLOW_CHECK` seconds of
+quiet; while the fan-out is down it polls as above.
+
 A follower starts at the log's newest committed event (a subscriber catches
 up from the store by itself), stops at ``end``, when nobody listens any
 more, or when the run turns out to be gone; runs the store says are gone are
@@ -25,6 +30,7 @@ import trio
 
 from .errors import StoreError
 from .events import STORE_PAGE, LocalEventBus, RunLog
+from .fanout import FanOut
 from .model import Event
 from .store import Store
 
@@ -46,10 +52,16 @@ class ClusterEventBus(LocalEventBus):
     """
 
     def __init__(
-        self, store: Store, ended: Callable[[], trio.Event], *, keep_all: bool = False
+        self,
+        store: Store,
+        ended: Callable[[], trio.Event],
+        fanout: FanOut | None = None,
+        *,
+        keep_all: bool = False,
     ) -> None:
         super().__init__(store, keep_all=keep_all)
         self._ended = ended
+        self._fanout = fanout
         self._remote: dict[str, RunLog] = {}
         self._ready: set[str] = set()  # remote logs whose starting point is known
         self._gone: collections.deque[str] = collections.deque(maxlen=GONE_REMEMBERED)
@@ -90,35 +102,58 @@ class ClusterEventBus(LocalEventBus):
 
     async def _follow(self, remote: RunLog) -> None:
         run_id = remote.run_id
+        pushed = None if self._fanout is None else self._fanout.listen(run_id)
         try:
             remote.published = await self._store.last_seq(run_id)
             remote.next_seq = remote.published + 1
             self._ready.add(run_id)
             checked = trio.current_time()
+            read = True
             while not remote.ended:
+                if remote.subscriber_count == 0:
+                    return
                 rung = self._ended()
-                events = await self._store.read_events(run_id, remote.published, STORE_PAGE)
-                if events:
+                if read:
+                    events = await self._store.read_events(run_id, remote.published, STORE_PAGE)
                     remote.publish(events)
                     if len(events) == STORE_PAGE:
                         continue
-                elif remote.subscriber_count == 0:
-                    return
-                elif trio.current_time() - checked >= FOLLOW_CHECK:
-                    checked = trio.current_time()
-                    if await self._gone_for_good(run_id, remote.published):
-                        self._gone.append(run_id)
-                        return
-                with trio.move_on_after(FOLLOW_POLL):
-                    await rung.wait()
+                    if not events and trio.current_time() - checked >= FOLLOW_CHECK:
+                        checked = trio.current_time()
+                        if await self._gone_for_good(run_id, remote.published):
+                            self._gone.append(run_id)
+                            return
+                read = await self._wait(remote, rung, pushed)
         except StoreError as exc:
             # Its subscribers catch up from the store and follow again.
             log.warning("events.follow_failed", extra={"run_id": run_id, "error": exc.detail})
         finally:
+            if pushed is not None:
+                pushed.close()
             remote.close()
             self._ready.discard(run_id)
             if self._remote.get(run_id) is remote:
                 del self._remote[run_id]
+
+    async def _wait(
+        self,
+        remote: RunLog,
+        rung: trio.Event,
+        pushed: trio.MemoryReceiveChannel[list[Event]] | None,
+    ) -> bool:
+        """Wait for news of the run; whether the store must be read (False: what the
+        fan-out pushed continued the log, and was published)."""
+        if pushed is None or self._fanout is None or not self._fanout.up:
+            with trio.move_on_after(FOLLOW_POLL):
+                await rung.wait()
+            return True
+        with trio.move_on_after(FOLLOW_CHECK):
+            batch = await pushed.receive()
+            fresh = [e for e in batch if e.seq > remote.published]
+            if fresh and fresh[0].seq == remote.published + 1:
+                remote.publish(fresh)
+                return False
+        return True  # a gap (messages lost), or quiet for a while: the store says
 
     async def _gone_for_good(self, run_id: str, published: int) -> bool:
         """Whether the run was deleted, or ended without more events to come."""

@@ -37,6 +37,7 @@ import trio
 
 from .errors import StoreError, StoreUnavailable
 from .events import RunLog
+from .fanout import FanOut
 from .model import JSON, Event, Run, Thread, dumps
 from .stats import CommitStats
 from .store import Batch, CheckpointRow, FinalState, Store, WriteRow
@@ -106,6 +107,7 @@ class CommitWriter:
         self._lost: dict[str, list[Event]] = defaultdict(list)
         # Called with a run id whose events could not be stored (the run should fail).
         self.on_lost: Callable[[str], None] = lambda run_id: None
+        self.fanout: FanOut | None = None  # pushes committed events to other replicas
         self.transactions = 0
         self.stats = CommitStats()
 
@@ -319,6 +321,8 @@ class CommitWriter:
             self.stats.committed(events, time.perf_counter() - began)
             for run_log, evs in publish.items():
                 run_log.publish(evs)
+            if self.fanout is not None:
+                self.fanout.publish([e for evs in publish.values() for e in evs])
             for f in finals:
                 f.done.set()
             for row in rows:

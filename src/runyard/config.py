@@ -38,6 +38,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 2024
     db: str = "./.runyard/runyard.sqlite3"
+    # Live events between replicas on one PostgreSQL --db: a Redis URL (redis://HOST:PORT/N
+    # or unix:///path/redis.sock; runyard[redis]). "": replicas read each other's from the store.
+    bus: str = ""
     durability: str = "events"  # "events": commit before publish; "final": final state only
     grace: float = 10.0  # seconds runs may finish on their own at shutdown
     cleanup_deadline: float = 5.0  # seconds a run's cleanup may take to persist its state

@@ -30,9 +30,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .config import Settings
+from .config import ConfigError, Settings
+from .fanout import FanOut
 from .http.app import create_app
 from .store import redact, store_for
+from .store.url import is_postgres
 from .supervisor import Supervisor
 
 log = logging.getLogger("runyard.server")
@@ -76,11 +78,12 @@ async def serve(
     """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
     settings.check_exposure()
     registry = settings.registry()
+    fanout = fanout_for(settings)
     store = store_for(settings.db, exclusive=True, replica=True)
     await store.open()
     try:
         async with trio.open_nursery() as root:
-            supervisor = Supervisor(store, registry, settings)
+            supervisor = Supervisor(store, registry, settings, fanout=fanout)
             await root.start(supervisor.serve)
             http = _Http(create_app(supervisor, settings))
             binds: list[str] = await root.start(http.serve, _hypercorn_config(settings))
@@ -97,6 +100,19 @@ async def serve(
         with trio.CancelScope(shield=True):
             await store.aclose()
         log.info("server.stopped")
+
+
+def fanout_for(settings: Settings) -> FanOut | None:
+    """The fan-out ``bus`` names (None for none); :class:`ConfigError` if it cannot serve."""
+    if not settings.bus:
+        return None
+    if not is_postgres(settings.db):
+        raise ConfigError("bus: replicas share a PostgreSQL --db; a SQLite server has no replicas")
+    try:
+        from .redis_fanout import RedisFanOut
+    except ImportError:
+        raise ConfigError("bus: a Redis bus needs coredis: pip install 'runyard[redis]'") from None
+    return RedisFanOut(settings.bus)
 
 
 async def _drain(server: Server, http: _Http) -> None:

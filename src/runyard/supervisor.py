@@ -31,7 +31,8 @@ The nursery tree (see docs/architecture.md)::
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio_asyncio
@@ -47,6 +48,7 @@ from .cron_scheduler import CronScheduler
 from .crons import Crons
 from .errors import Conflict, NotFound
 from .events import EventBus, LocalEventBus, Subscription
+from .fanout import FanOut
 from .feed import RunFeed
 from .graph_loop import GraphLoop
 from .model import (
@@ -83,6 +85,7 @@ class Supervisor:
         settings: Settings | None = None,
         *,
         bus: EventBus | None = None,
+        fanout: FanOut | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
@@ -93,6 +96,7 @@ class Supervisor:
         self.table = RunTable(settings)
         self.coordinator: Coordinator
         self.cluster: ClusterCoordinator | None = None
+        self.fanout: FanOut | None = None  # a replica's live events to the others (Redis)
         if getattr(store, "cluster", False):  # a replica of several (runyard[postgres])
             from .cluster_coordinator import ClusterCoordinator
             from .cluster_events import ClusterEventBus
@@ -101,7 +105,8 @@ class Supervisor:
             assert isinstance(store, PostgresStore)
             self.coordinator = self.cluster = ClusterCoordinator(self.table, store, settings)
             ended = self.cluster.replica.ended.next_ring
-            bus = bus or ClusterEventBus(store, ended, keep_all=not settings.durable)
+            bus = bus or ClusterEventBus(store, ended, fanout, keep_all=not settings.durable)
+            self.writer.fanout = self.fanout = fanout
         else:
             self.coordinator = LocalCoordinator(self.table, store)
         self.bus: EventBus = bus or LocalEventBus(store, keep_all=not settings.durable)
@@ -142,6 +147,7 @@ class Supervisor:
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self.writer_scope: trio.CancelScope | None = None
+        self.cluster_scope: trio.CancelScope | None = None  # a replica's lease
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -155,14 +161,17 @@ class Supervisor:
         async with trio_asyncio.open_loop() as loop, trio.open_nursery() as outer:
             self.runner.loop = loop
             # A replica joins first (every write is fenced by its lease) and leaves last.
-            cluster_scope = trio.CancelScope(shield=True)
+            cluster_scope = self.cluster_scope = trio.CancelScope(shield=True)
             if self.cluster is not None:
-                await outer.start(self._serve_cluster, cluster_scope, name="replica")
+                await outer.start(_within, cluster_scope, self.cluster.serve, name="replica")
+            fanout_scope = trio.CancelScope()
+            if self.fanout is not None:
+                await outer.start(_within, fanout_scope, self.fanout.serve, name="fan-out")
             writer_scope = self.writer_scope = trio.CancelScope(shield=True)
-            outer.start_soon(self._serve_writer, writer_scope, name="commit writer")
+            outer.start_soon(_within, writer_scope, self.writer.serve, name="commit writer")
             graphs_scope = trio.CancelScope(shield=True)
             if self.graph_loop is not None:
-                await outer.start(self._serve_graphs, graphs_scope, name="graph loop")
+                await outer.start(_within, graphs_scope, self.graph_loop.serve, name="graph loop")
             try:
                 async with trio.open_nursery() as runs:
                     self._nursery = runs
@@ -187,29 +196,12 @@ class Supervisor:
                     await self.writer.aclose()
                 writer_scope.cancel()
                 graphs_scope.cancel()
+                fanout_scope.cancel()
                 cluster_scope.cancel()
-
-    async def _serve_writer(self, scope: trio.CancelScope) -> None:
-        with scope:
-            await self.writer.serve()
-
-    async def _serve_cluster(
-        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[str]
-    ) -> None:
-        assert self.cluster is not None
-        with scope:
-            await self.cluster.serve(task_status=task_status)
 
     async def _start_claimed(self, claim: Claim) -> None:
         assert self._nursery is not None
         start_claimed(claim, self.runner, self.agents, self._nursery)
-
-    async def _serve_graphs(
-        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        assert self.graph_loop is not None
-        with scope:
-            await self.graph_loop.serve(task_status=task_status)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop taking runs, let them finish for ``grace`` s, cancel the rest, drain.
@@ -400,3 +392,15 @@ class Supervisor:
         subscription = self.bus.subscribe(run_id, after_seq)
         subscription.on_close = release
         return subscription
+
+
+async def _within(
+    scope: trio.CancelScope,
+    serve: Callable[..., Awaitable[object]],
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``serve(task_status=...)`` under ``scope``, which the supervisor cancels when it
+    is time (a shielded one outlives the supervisor's own cancellation)."""
+    with scope:
+        await serve(task_status=task_status)

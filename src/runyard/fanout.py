@@ -1,0 +1,38 @@
+"""The seam for live fan-out between replicas: committed events, pushed to whoever follows.
+
+Without one, a replica follows the runs of the others by reading the store
+(:mod:`runyard.cluster_events`); with one (Redis: :mod:`runyard.redis_fanout`)
+the replica that commits a batch also pushes its events, and followers
+elsewhere publish them at once. The store stays the truth: what the fan-out
+carries is only ever events already committed, a follower that sees a gap
+(or a fan-out that is down) reads the store, and nothing is lost when
+messages are.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import trio
+
+from .model import Event
+
+
+class FanOut(Protocol):
+    """Committed events to the replicas that follow their runs."""
+
+    @property
+    def up(self) -> bool:
+        """Whether messages flow now (followers rely on the store alone when not)."""
+
+    def publish(self, events: list[Event]) -> None:
+        """Push committed events (of any runs, each run's in order) without waiting;
+        dropped while the fan-out is down."""
+
+    def listen(self, run_id: str) -> trio.MemoryReceiveChannel[list[Event]]:
+        """The run's events as replicas publish them, from now on, until the channel is
+        closed by its reader. Batches may be lost (a full channel, a fan-out that went
+        down): the reader fills any gap from the store."""
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, start, carry messages until cancelled; reconnect while it is down."""
