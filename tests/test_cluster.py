@@ -25,6 +25,7 @@ from runyard.model import CancelReason, Run, RunStatus, Thread, now
 from runyard.outcome import Outcome, final_state
 from runyard.store import SCHEMA_VERSION, Batch, FinalState, pg_queries
 from runyard.store.pg_cluster import Bell, Reaped
+from runyard.store.pg_schema import CLUSTER_VERSION
 from runyard.store.postgres import PostgresStore
 
 from . import pg
@@ -118,9 +119,26 @@ async def test_the_cluster_tables_come_with_the_first_replica_and_a_version_of_t
     assert rows(postgres_url, "SELECT to_regclass('replicas')") == [(None,)]
     await join()
     meta = dict(rows(postgres_url, "SELECT key, value FROM meta"))
-    assert meta["cluster_version"] == "1"
+    assert meta["cluster_version"] == str(CLUSTER_VERSION)
     assert meta["schema_version"] == str(SCHEMA_VERSION)  # as SQLite's: the cluster's apart
     await join(cluster=False)  # a store that is not a replica still opens it
+
+
+async def test_a_cluster_of_version_1_gets_its_fence_as_a_function_and_fences(
+    postgres_url: str, join: Join
+) -> None:
+    await join()
+    with connected(postgres_url) as execute:  # as the first version left it
+        execute("DROP FUNCTION runyard_fence(text)")
+        execute("UPDATE meta SET value = '1' WHERE key = 'cluster_version'")
+    store = await join()
+    meta = dict(rows(postgres_url, "SELECT key, value FROM meta"))
+    assert meta["cluster_version"] == str(CLUSTER_VERSION)
+    expire(postgres_url, store)
+    await (await join()).reap_replicas(settle)
+    with pytest.raises(LeaseLost):
+        await create(store, new_run("r", "t", 1.0))
+    assert rows(postgres_url, "SELECT count(*) FROM runs") == [(0,)]
 
 
 @pytest.mark.parametrize(("version", "message"), [("99", "newer runyard"), ("x", "unknown")])

@@ -197,6 +197,8 @@ async def test_serve_on_a_postgres_url_runs_and_keeps_a_graph_thread(
     project = Path(__file__).with_name("lg_counter") / "langgraph.json"
     env = {"RUNYARD_LANGGRAPH_JSON": str(project)}
     first = ServerProcess(postgres_url, free_port(), tmp_path, **env)
+    # A second server on the same URL is a replica of the same cluster.
+    second = ServerProcess(postgres_url, free_port(), tmp_path, **env)
     try:
         first.start()
         await first.wait_ready()
@@ -205,8 +207,6 @@ async def test_serve_on_a_postgres_url_runs_and_keeps_a_graph_thread(
             body = {"assistant_id": "counter", "input": {"target": 3}}
             done = (await c.post(f"/threads/{thread}/runs/wait", json=body)).json()
             assert done["seen"] == [1, 2, 3]
-        # A second server on the same URL is a replica of the same cluster.
-        second = ServerProcess(postgres_url, free_port(), tmp_path, **env)
         second.start()
         await second.wait_ready()
         async with httpx.AsyncClient(base_url=second.url, timeout=30) as c:
@@ -214,8 +214,7 @@ async def test_serve_on_a_postgres_url_runs_and_keeps_a_graph_thread(
             assert state["values"]["seen"] == [1, 2, 3]
     finally:
         first.ensure_stopped()
-        if "second" in locals():
-            second.ensure_stopped()
+        second.ensure_stopped()
     again = ServerProcess(postgres_url, free_port(), tmp_path, **env)
     try:
         again.start()

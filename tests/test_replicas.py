@@ -63,6 +63,12 @@ class Cluster:
         )
         return status, reason
 
+    @staticmethod
+    def replica_of(server: ServerProcess) -> str:
+        """The query of the replica id ``server`` holds now (its host says its pid)."""
+        assert server.proc is not None
+        return f"SELECT replica_id FROM replicas WHERE host LIKE '%:{server.proc.pid}'"
+
     def events(self, run_id: str) -> list[tuple[int, str]]:
         return [
             (seq, event)
@@ -306,7 +312,7 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.01})
         await trio.sleep(0.5)
-        (before,) = cluster.rows("SELECT replica_id FROM replicas ORDER BY started_at LIMIT 1")[0]
+        (before,) = cluster.rows(cluster.replica_of(a))[0]
         a.signal(signal.SIGSTOP)
         try:
             await cb.get(f"/threads/{thread}/runs/{run_id}/join")
@@ -324,7 +330,8 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
     assert cluster.events(run_id) == ended_at  # nothing written by A after the reaping
     assert [event for _, event in ended_at].count("end") == 1
     assert [seq for seq, _ in ended_at] == list(range(len(ended_at)))
-    assert before not in {r[0] for r in cluster.rows("SELECT replica_id FROM replicas")}
+    (now,) = cluster.rows(cluster.replica_of(a))[0]
+    assert now != before  # A joined again, as a new replica
     assert "replica.lost" in a.output()
 
 

@@ -38,7 +38,8 @@ from .events import RunLog
 from .model import CancelReason, RunStatus, now
 from .outcome import RESTARTED, Outcome, final_state
 from .store import FinalState
-from .store.pg_cluster import Bell, Claim, LeaseLost, Orphan, Reaped
+from .store.pg_cluster import Bell, Claim, Orphan, Reaped
+from .store.pg_connection import LeaseLost
 from .store.postgres import PostgresStore
 
 __all__ = [

@@ -80,7 +80,7 @@ class FanOutStatistics:
     """What a :class:`RedisFanOut` carried so far, and lost."""
 
     sent: int  # events sent to Redis
-    dropped: int  # events publish() dropped: Redis down, the outbox full, or lost in flight
+    dropped: int  # events publish() dropped: Redis down, or the outbox full
     received: int  # messages received for runs listened to
     overflowed: int  # batches a full listen channel did not take
     subscribed: int  # runs whose channels this replica is subscribed to
@@ -101,6 +101,7 @@ class RedisFanOut:
         self._wanted = Doorbell()  # rung when runs start or stop being listened to
         self._connected = False
         self._outage = False  # Redis is down, and that was logged
+        self._up_at: float | None = None  # when this connection came up
         self._sent = self._dropped = self._received = self._overflowed = 0
 
     @property
@@ -153,9 +154,10 @@ class RedisFanOut:
                     await self._session()
                 except* Exception as group:
                     failure = _first(group)
+                if self._up_at is not None and trio.current_time() - self._up_at >= RETRY_MAX:
+                    retry = RETRY_FIRST  # it had stayed up: a new outage (a flapping one backs off)
                 if not self._outage:  # it was up, or this was the first attempt
                     self._outage = True
-                    retry = RETRY_FIRST
                     log.warning(
                         "fanout.down",
                         extra={"bus": _redact(self._url), "error": _describe(failure)},
@@ -166,6 +168,7 @@ class RedisFanOut:
 
     async def _session(self) -> None:
         """One connection's life: subscribe, send and receive until it fails."""
+        self._up_at = None
         client = coredis.Redis.from_url(
             self._url,
             retry_policy=NoRetryPolicy(),  # a failure ends the session; serve tries again
@@ -176,14 +179,14 @@ class RedisFanOut:
             await client.ping()
             async with client.pubsub(
                 ignore_subscribe_messages=True,
-                retry_policy=None,
+                retry_policy=None,  # its own reconnecting would hide an outage from `up`
                 subscription_timeout=REPLY_TIMEOUT,
                 max_idle_seconds=KEEPALIVE,
             ) as pubsub:
                 self._connected = True
                 try:
                     await self._subscribe(pubsub)
-                    self._outage = False
+                    self._outage, self._up_at = False, trio.current_time()
                     log.info("fanout.up", extra={"bus": _redact(self._url)})
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._send, client)

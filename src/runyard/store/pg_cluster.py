@@ -61,7 +61,7 @@ from ..errors import StoreError
 from ..model import CancelReason, Run
 from . import retry
 from .interface import Batch, FinalState
-from .pg_connection import PostgresBase
+from .pg_connection import LEASE_LOST, LeaseLost, PostgresBase
 from .pg_queries import PG_RUNS
 from .pg_schema import Conn
 from .schema import RUNS
@@ -85,13 +85,7 @@ _RENEW = (
     " lease_until = clock_timestamp() + lease_seconds * interval '1 second'"
     " WHERE replica_id = %s"
 )
-# The fence: the row stays locked to the end of the transaction, so no reaper
-# deletes it in between; a stalled transaction is ended after a lease of idleness.
-_FENCE = (
-    "SELECT set_config('idle_in_transaction_session_timeout',"
-    " (lease_seconds * 1000)::bigint::text, true)"
-    " FROM replicas WHERE replica_id = %s FOR KEY SHARE"
-)
+_FENCE = "SELECT runyard_fence(%s)"  # raises FENCE_SQLSTATE: see pg_schema
 _CANCELS = (
     "SELECT run_id, cancel_requested FROM runs"
     f" WHERE replica_id = %s AND {_UNFINISHED} AND cancel_requested IS NOT NULL"
@@ -179,14 +173,6 @@ _LOCK_RETRY_FIRST = 0.002
 _LOCK_RETRY_MAX = 0.05
 
 
-_LOST = "this replica's lease was lost (another replica reaped it, or it left)"
-
-
-class LeaseLost(StoreError):
-    """This replica no longer holds its lease (it was reaped, or it left): it may not
-    write, and the runs it held are no longer its own."""
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
     """A run this replica now executes, the cancel asked for it before it started, and
@@ -246,7 +232,7 @@ def cancel_channel(replica_id: str) -> str:
 def renew(c: Conn, replica_id: str) -> list[tuple[str, CancelReason]]:
     """Extend the lease by its length; the cancels asked for the runs the replica holds."""
     if c.execute(_RENEW, (replica_id,)).rowcount != 1:
-        raise LeaseLost(_LOST)
+        raise LeaseLost(LEASE_LOST)
     return [(run_id, CancelReason(reason)) for run_id, reason in c.execute(_CANCELS, (replica_id,))]
 
 
@@ -449,8 +435,7 @@ class PostgresCluster(PostgresBase):
             return
         if self.replica_id is None:
             raise LeaseLost("this replica has not joined its cluster: it may not write")
-        if conn.execute(_FENCE, (self.replica_id,)).fetchone() is None:
-            raise LeaseLost(_LOST)
+        conn.execute(_FENCE, (self.replica_id,))  # in a pipeline, its error comes later
 
     def _joined(self) -> str:
         if self.replica_id is None:

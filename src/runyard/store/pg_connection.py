@@ -50,7 +50,7 @@ import trio
 from ..errors import Invalid, StoreError, StoreUnavailable, StoreUnusable
 from ..stats import STORE
 from . import retry
-from .pg_schema import Conn, migrate
+from .pg_schema import FENCE_SQLSTATE, Conn, migrate
 from .url import redact
 
 log = logging.getLogger("runyard.store")
@@ -98,6 +98,14 @@ def _conninfo(url: str) -> str:
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     params.setdefault("application_name", "runyard")
     return psycopg.conninfo.make_conninfo("", **params)
+
+
+LEASE_LOST = "this replica's lease was lost (another replica reaped it, or it left)"
+
+
+class LeaseLost(StoreError):
+    """This replica no longer holds its lease (it was reaped, or it left): it may not
+    write, and the runs it held are no longer its own."""
 
 
 class _Link:
@@ -249,26 +257,39 @@ class PostgresBase:
 
     # -- plumbing -----------------------------------------------------------------
 
-    async def _write(self, fn: Callable[[Conn], T], *, fenced: bool = True) -> T:
+    async def _write(
+        self, fn: Callable[[Conn], T], *, fenced: bool = True, pipelined: bool = False
+    ) -> T:
         """Run ``fn`` in one transaction on the writer's connection, in a worker thread.
 
         Raises :class:`StoreError` once the transaction was rolled back, for a
         database that stayed locked past the bound or any other database error.
-        ``fenced``: the transaction begins with :meth:`_fence`.
+        ``fenced``: the transaction begins with :meth:`_fence`; ``pipelined``: see
+        :meth:`_transaction`.
         """
         async with self._write_limiter:
             return await self._attempts(
-                lambda: self._transaction(self._writer, fn, fenced=fenced), action="write"
+                lambda: self._transaction(self._writer, fn, fenced=fenced, pipelined=pipelined),
+                action="write",
             )
 
-    def _transaction(self, link: _Link, fn: Callable[[Conn], T], *, fenced: bool) -> T:
-        """``fn`` in one transaction on ``link`` (in a worker thread)."""
+    def _transaction(
+        self, link: _Link, fn: Callable[[Conn], T], *, fenced: bool, pipelined: bool = False
+    ) -> T:
+        """``fn`` in one transaction on ``link`` (in a worker thread).
+
+        ``pipelined``: the fence, ``fn``'s statements and the COMMIT go in one
+        pipeline (one round trip when ``fn`` reads nothing back); only for a
+        ``fn`` that does not look at a statement's result without fetching it
+        (``rowcount`` is unknown in a pipeline until its results come).
+        """
         conn = self._unless_closed(link).begin()
         try:
-            if fenced:
-                self._fence(conn)
-            result = fn(conn)
-            conn.execute("COMMIT")
+            with conn.pipeline() if pipelined else contextlib.nullcontext():
+                if fenced:
+                    self._fence(conn)
+                result = fn(conn)
+                conn.execute("COMMIT")
         except BaseException:
             if not conn.closed:
                 conn.execute("ROLLBACK")
@@ -276,7 +297,8 @@ class PostgresBase:
         return result
 
     def _fence(self, conn: Conn) -> None:
-        """Raise, before anything is written, if this process may no longer write.
+        """Make the transaction fail whole if this process may no longer write
+        (:class:`LeaseLost`), at the latest when it commits.
 
         Nothing to check for a store that is not a replica; a replica checks
         that it still holds its lease (:mod:`.pg_cluster`).
@@ -311,6 +333,8 @@ class PostgresBase:
                     STORE.errors[action] += 1
                     raise StoreError(f"database stayed locked; {action} abandoned") from exc
             except psycopg.Error as exc:
+                if exc.sqlstate == FENCE_SQLSTATE:
+                    raise LeaseLost(LEASE_LOST) from None
                 if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
                     # psycopg refused a str holding NUL, which PostgreSQL's text cannot.
                     raise Invalid("a text value holds a NUL character") from None

@@ -50,14 +50,12 @@ _LOCK_THREADS = THREADS.select("WHERE thread_id = ANY(%s) FOR UPDATE")
 
 
 def commit(c: Conn, batch: Batch) -> None:
-    """Write ``batch`` in the order :class:`~runyard.store.Batch` documents.
-
-    One read first (the metadata of the threads that new runs start on), then
-    every write in one pipeline, sent together rather than one round trip each.
+    """Write ``batch`` in the order :class:`~runyard.store.Batch` documents, in a
+    pipeline of the caller's: one read first (the metadata of the threads that new
+    runs start on), then every write, sent together rather than one round trip each.
     """
     started = _started_threads(c, batch.created)
-    with c.pipeline():
-        PG_RUNS.write(c, batch, started)
+    PG_RUNS.write(c, batch, started)
 
 
 def _started_threads(c: Conn, created: list[tuple[Run, Thread | None]]) -> list[dict[str, Any]]:

@@ -123,7 +123,26 @@ assert set(UPGRADES) == set(range(FIRST_VERSION, SCHEMA_VERSION)), "a step per v
 # -- the cluster's part: replicas, their leases, the shared queue ---------------------
 
 # The version of the cluster's part; counted apart from SCHEMA_VERSION (SQLite has none).
-CLUSTER_VERSION = 1
+CLUSTER_VERSION = 2
+# The SQLSTATE the fence raises when a replica's lease is gone (a class of runyard's own).
+FENCE_SQLSTATE = "RY001"
+# The fence every write transaction of a replica runs (pg_cluster): it locks the
+# replica's row to the end of the transaction, so no reaper deletes it in between,
+# has a stalled transaction ended after a lease of idleness, and raises when the
+# row is gone. An error rather than an empty answer: it can be sent in one pipeline
+# with the batch's writes and their COMMIT, which it then aborts.
+_FENCE_FUNCTION = (
+    "CREATE FUNCTION runyard_fence(replica text) RETURNS void LANGUAGE plpgsql AS $$"
+    " DECLARE lease double precision;"
+    " BEGIN"
+    " SELECT lease_seconds INTO lease FROM replicas WHERE replica_id = replica FOR KEY SHARE;"
+    " IF NOT FOUND THEN"
+    f" RAISE EXCEPTION 'lease lost' USING ERRCODE = '{FENCE_SQLSTATE}';"
+    " END IF;"
+    " PERFORM set_config('idle_in_transaction_session_timeout',"
+    " (lease * 1000)::bigint::text, true);"
+    " END $$"
+)
 CLUSTER_TABLES = (
     # One row per process start; the lease is on the database's clock.
     'CREATE TABLE "replicas" ('
@@ -149,9 +168,16 @@ CLUSTER_TABLES = (
     " WHERE status IN ('pending', 'running')",
     'CREATE INDEX "runs_replica" ON "runs" ("replica_id")'
     " WHERE status IN ('pending', 'running')",
+    _FENCE_FUNCTION,
 )
+
+
 # CLUSTER_UPGRADES[n] brings the cluster's part from version n to n + 1, from 1 on.
-CLUSTER_UPGRADES: dict[int, Callable[[Conn], None]] = {}
+def _fence_as_a_function(conn: Conn) -> None:
+    conn.execute(_FENCE_FUNCTION)
+
+
+CLUSTER_UPGRADES: dict[int, Callable[[Conn], None]] = {1: _fence_as_a_function}
 assert set(CLUSTER_UPGRADES) == set(range(1, CLUSTER_VERSION)), "a step per version"
 
 

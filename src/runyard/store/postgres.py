@@ -60,6 +60,6 @@ class PostgresStore(
                 pg_cluster.committed(c, batch, self.replica_id)
 
         try:
-            await self._write(write)
+            await self._write(write, pipelined=True)
         except Invalid as exc:
             raise StoreError("database write failed (text holding NUL)") from exc
