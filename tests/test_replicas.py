@@ -11,9 +11,10 @@ frames clients got and the rows the database holds.
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import trio
 
-from . import pg
+from . import pg, redis
 from .helpers import Frame, parse_frames
 from .process import ServerProcess, free_port
 from .test_store import connected
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.trio
 
 postgres_server = pg.postgres_server
 postgres_url = pg.postgres_url
+redis_server = redis.redis_server
 
 ENV = {"RUNYARD_GRACE": "1.5", "RUNYARD_CLEANUP_DEADLINE": "2"}
 # The takeover the cluster promises after a replica dies (seconds).
@@ -44,8 +46,10 @@ class Cluster:
         self.tmp = tmp
         self.servers: list[ServerProcess] = []
 
-    async def start(self, count: int = 1) -> list[ServerProcess]:
-        started = [ServerProcess(self.url, free_port(), self.tmp, **ENV) for _ in range(count)]
+    async def start(self, count: int = 1, **env: str) -> list[ServerProcess]:
+        started = [
+            ServerProcess(self.url, free_port(), self.tmp, **ENV, **env) for _ in range(count)
+        ]
         self.servers += started
         for server in started:
             server.start()
@@ -357,3 +361,43 @@ async def test_after_seconds_and_a_cancel_of_a_waiting_run_hold_across_replicas(
     assert cluster.run_row(delayed) == ("success", None)
     assert cluster.run_row(waiting) == ("interrupted", "user")
     assert [event for _, event in cluster.events(waiting)][-1] == "end"
+
+
+async def test_streams_between_replicas_go_through_redis_and_survive_losing_it(
+    cluster: Cluster, redis_server: redis.RedisServer
+) -> None:
+    # With a Redis bus, a stream through B of a run on A gets A's pushed events; Redis
+    # killed mid-stream, B reads the store (nothing lost, gapless); back, it pushes again.
+    a, b = await cluster.start(2, RUNYARD_BUS=redis_server.url)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
+    ):
+        thread = await new_thread(ca)
+        run_id = await create(ca, thread, "emitter", input={"n": 150, "delay": 0.02})
+        frames: list[Frame] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _extend(frames, stream(cb, thread, run_id)))
+            await trio.sleep(1.0)
+            redis_server.stop()
+            await trio.sleep(1.0)
+            redis_server.start()
+        after = await create(ca, thread, "emitter", input={"n": 50, "delay": 0.02})
+        later = await stream(cb, thread, after)
+        metrics = (await cb.get("/metrics")).text
+    assert ends(frames) == "success"
+    assert ids(frames) == [seq for seq, _ in cluster.events(run_id)]
+    assert ends(later) == "success"
+    assert ids(later) == [seq for seq, _ in cluster.events(after)]
+    # B published what Redis pushed, and read the store while Redis was away.
+    for source in ("fanout", "store"):
+        (count,) = re.findall(rf'runyard_followed_events_total{{source="{source}"}} (\S+)', metrics)
+        assert float(count) > 0
+    for server in (a, b):
+        log = server.output()
+        assert "fanout.down" in log
+        assert log.count("fanout.up") >= 2  # up, lost, up again
+
+
+async def _extend(frames: list[Frame], got: Awaitable[list[Frame]]) -> None:
+    frames.extend(await got)

@@ -65,6 +65,8 @@ class ClusterEventBus(LocalEventBus):
         self._remote: dict[str, RunLog] = {}
         self._ready: set[str] = set()  # remote logs whose starting point is known
         self._gone: collections.deque[str] = collections.deque(maxlen=GONE_REMEMBERED)
+        # Events followers published, by where they came from: "store" or "fanout".
+        self.followed: collections.Counter[str] = collections.Counter()
         self._nursery: trio.Nursery | None = None
 
     async def keep_alive(
@@ -116,6 +118,7 @@ class ClusterEventBus(LocalEventBus):
                 if read:
                     events = await self._store.read_events(run_id, remote.published, STORE_PAGE)
                     remote.publish(events)
+                    self.followed["store"] += len(events)
                     if len(events) == STORE_PAGE:
                         continue
                     if not events and trio.current_time() - checked >= FOLLOW_CHECK:
@@ -152,6 +155,7 @@ class ClusterEventBus(LocalEventBus):
             fresh = [e for e in batch if e.seq > remote.published]
             if fresh and fresh[0].seq == remote.published + 1:
                 remote.publish(fresh)
+                self.followed["fanout"] += len(fresh)
                 return False
         return True  # a gap (messages lost), or quiet for a while: the store says
 

@@ -11,11 +11,23 @@ messages are.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import trio
 
 from .model import Event
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FanOutStatistics:
+    """What a fan-out carried so far, and lost."""
+
+    sent: int  # events sent to the other replicas
+    dropped: int  # events publish() dropped: the fan-out down, or too far behind
+    received: int  # messages received for runs listened to
+    overflowed: int  # batches a full listen channel did not take
+    subscribed: int  # runs this replica hears of now
 
 
 class FanOut(Protocol):
@@ -33,6 +45,8 @@ class FanOut(Protocol):
         """The run's events as replicas publish them, from now on, until the channel is
         closed by its reader. Batches may be lost (a full channel, a fan-out that went
         down): the reader fills any gap from the store."""
+
+    def statistics(self) -> FanOutStatistics: ...
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, start, carry messages until cancelled; reconnect while it is down."""

@@ -28,7 +28,6 @@ are UUIDs, so clusters that share a Redis do not hear each other's runs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import urllib.parse
@@ -42,6 +41,7 @@ from coredis.retry import NoRetryPolicy
 
 from .config import ConfigError
 from .doorbell import Doorbell
+from .fanout import FanOutStatistics
 from .model import Event
 
 log = logging.getLogger("runyard.fanout")
@@ -73,17 +73,6 @@ REPLY_TIMEOUT = 5.0
 KEEPALIVE = 5.0
 # URL schemes coredis connects with: TCP, TLS, a unix socket.
 SCHEMES = ("redis", "rediss", "unix")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FanOutStatistics:
-    """What a :class:`RedisFanOut` carried so far, and lost."""
-
-    sent: int  # events sent to Redis
-    dropped: int  # events publish() dropped: Redis down, or the outbox full
-    received: int  # messages received for runs listened to
-    overflowed: int  # batches a full listen channel did not take
-    subscribed: int  # runs whose channels this replica is subscribed to
 
 
 class RedisFanOut:

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from quart import Blueprint, Quart, Response, current_app, g, request
 
 from .. import __version__, logs
+from ..cluster_events import ClusterEventBus
 from ..model import RunStatus
 from ..runner import agent_label
 from ..stats import STORE, Histogram, HttpStats
@@ -148,6 +149,7 @@ class EngineCollector(Collector):
         yield from self._commits()
         yield from self._store()
         yield from self._crons_and_webhooks()
+        yield from self._cluster()
         yield from self._requests()
 
     def _service(self) -> Iterator[Metric]:
@@ -294,6 +296,38 @@ class EngineCollector(Collector):
             "Webhooks delivered, given up (failed) or refused (a forbidden address)",
             ["state"],
             hooks.settled,
+        )
+
+    def _cluster(self) -> Iterator[Metric]:
+        """A replica's: the runs of other replicas it followed, and its fan-out."""
+        sup = self._supervisor
+        if isinstance(sup.bus, ClusterEventBus):
+            yield _labelled(
+                CounterMetricFamily,
+                "runyard_followed_events",
+                "Events of other replicas' runs published here, by source (store, fanout)",
+                ["source"],
+                sup.bus.followed,
+            )
+        if sup.fanout is None:
+            return
+        yield GaugeMetricFamily(
+            "runyard_fanout_up", "1 while the fan-out (Redis) carries events", value=sup.fanout.up
+        )
+        carried = sup.fanout.statistics()
+        yield _labelled(
+            CounterMetricFamily,
+            "runyard_fanout_events",
+            "Events this replica sent through the fan-out, or dropped (down, behind)",
+            ["outcome"],
+            {"sent": carried.sent, "dropped": carried.dropped},
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "runyard_fanout_messages",
+            "Fan-out messages received for runs followed here, or dropped (a full reader)",
+            ["outcome"],
+            {"received": carried.received, "overflowed": carried.overflowed},
         )
 
     def _requests(self) -> Iterator[Metric]:
