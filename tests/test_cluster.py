@@ -438,6 +438,21 @@ async def test_concurrent_claimers_take_each_run_once_fifo_per_thread_one_runnin
         assert table[run_id][2] == by in holders  # the replica that ran it is recorded
 
 
+async def test_a_replica_claims_of_its_own_runs_only_those_whose_task_waits(
+    join: Join,
+) -> None:
+    # A run just written by its admission has no task yet: the claim loop must not
+    # start a second one for it. Runs nobody keeps are claimed all the same.
+    mine, other = await join(), await join()
+    kept, waiting = new_run("kept", "t1", 1.0), new_run("waiting", "t2", 1.0)
+    await create(mine, kept, waiting)
+    await create(other, new_run("theirs", "t3", 1.0))
+    await other.leave_cluster(settle)  # "theirs" is nobody's now
+    assert sorted(await claimed(mine, kept=["waiting"])) == ["theirs", "waiting"]
+    assert await claimed(mine, kept=[]) == []
+    assert await claimed(mine) == ["kept"]  # kept=None: any run of its own
+
+
 async def test_the_database_refuses_a_second_running_run_on_a_thread_whatever_the_path(
     postgres_url: str, join: Join
 ) -> None:

@@ -119,10 +119,12 @@ class Replica:
             with trio.move_on_after(LEAVE_DEADLINE, shield=True):
                 await self._leave()
 
-    async def claim(self, *, limit: int, run_ids: list[str] | None = None) -> list[Claim]:
+    async def claim(
+        self, *, limit: int, run_ids: list[str] | None = None, kept: list[str] | None = None
+    ) -> list[Claim]:
         """Runs that may start now, marked running here (see ``claim_runs``); a claim
         with a ``cancel`` is a run to end at once, without starting it."""
-        return await self.store.claim_runs(now(), limit=limit, run_ids=run_ids)
+        return await self.store.claim_runs(now(), limit=limit, run_ids=run_ids, kept=kept)
 
     async def cancel(self, run_id: str, reason: CancelReason) -> bool:
         """Ask a run to stop wherever it runs; False if it is not pending or running."""

@@ -108,18 +108,23 @@ class ClusterCoordinator(LocalCoordinator):
             if room <= 0:
                 return
             try:
-                claims = await self.replica.claim(limit=room)
+                # Of the runs kept here, only those whose task waits: a run just written
+                # by its admission has no task yet, and must not get a second one.
+                claims = await self.replica.claim(limit=room, kept=list(self._turns))
             except StoreError as exc:  # LeaseLost too: serve() stops the runs and joins again
                 log.warning("replica.claim_failed", extra={"error": exc.detail})
                 return
             for claim in claims:
                 run_id = claim.run.run_id
                 turn = self._turns.pop(run_id, None)
+                handle = self._table.get(run_id)
                 if turn is not None:
                     self._grant(run_id, claim, turn)
-                elif self._table.get(run_id) is None:
+                elif handle is None or handle.finished.is_set():
+                    # Nobody kept it (its replica died or left), or a task here ended
+                    # without its final state landing (a lease lost): it runs anew.
                     await start_claimed(claim)
-                # else its task here is ending it already: its final state follows the claim
+                # else its task here is ending it: its final state lands after the claim
             if len(claims) < room:
                 return
 

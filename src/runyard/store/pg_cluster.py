@@ -125,7 +125,8 @@ _CLAIM = (
     "WITH claimable AS MATERIALIZED ("
     " SELECT r.run_id FROM runs r"
     f" WHERE r.status = 'pending' AND r.available_at <= {_DB_NOW}"
-    " AND (r.replica_id IS NULL OR r.replica_id = %(replica)s)"
+    " AND (r.replica_id IS NULL OR (r.replica_id = %(replica)s"
+    " AND (%(kept)s::text[] IS NULL OR r.run_id = ANY(%(kept)s::text[]))))"
     " AND (%(only)s::text[] IS NULL OR r.run_id = ANY(%(only)s::text[]))"
     " AND NOT EXISTS (SELECT 1 FROM runs ahead WHERE ahead.thread_id = r.thread_id"
     " AND ahead.run_id <> r.run_id AND (ahead.status = 'running'"
@@ -269,10 +270,15 @@ def _end(c: Conn, run: Run, reason: CancelReason, settle: Settle) -> None:
 
 
 def claim(
-    c: Conn, replica_id: str, at: float, limit: int, run_ids: list[str] | None
+    c: Conn,
+    replica_id: str,
+    at: float,
+    limit: int,
+    run_ids: list[str] | None,
+    kept: list[str] | None = None,
 ) -> list[Claim]:
     """Mark up to ``limit`` runs that may start ``running`` for this replica, FIFO."""
-    args = {"replica": replica_id, "at": at, "limit": limit, "only": run_ids}
+    args = {"replica": replica_id, "at": at, "limit": limit, "only": run_ids, "kept": kept}
     try:
         with c.transaction():  # a savepoint: a lost race leaves the transaction usable
             rows = c.execute(_CLAIM, args).fetchall()
@@ -369,12 +375,19 @@ class PostgresCluster(PostgresBase):
         return await self._write(lambda c: reap(c, replica_id, settle, leaving=True))
 
     async def claim_runs(
-        self, at: float, *, limit: int, run_ids: list[str] | None = None
+        self,
+        at: float,
+        *,
+        limit: int,
+        run_ids: list[str] | None = None,
+        kept: list[str] | None = None,
     ) -> list[Claim]:
         """Take up to ``limit`` runs that may start now (of ``run_ids`` only, if given),
-        oldest first, marked running at ``at`` for this replica."""
+        oldest first, marked running at ``at`` for this replica: runs nobody keeps, and
+        those this replica keeps (of ``kept`` only, if given: the runs whose task here
+        waits for its turn; one just written may not have its task yet)."""
         replica_id = self._joined()
-        return await self._write(lambda c: claim(c, replica_id, at, limit, run_ids))
+        return await self._write(lambda c: claim(c, replica_id, at, limit, run_ids, kept))
 
     async def next_due_in(self) -> float | None:
         """Seconds until the soonest run this replica could claim that waits for its
