@@ -67,12 +67,6 @@ class Cluster:
         )
         return status, reason
 
-    @staticmethod
-    def replica_of(server: ServerProcess) -> str:
-        """The query of the replica id ``server`` holds now (its host says its pid)."""
-        assert server.proc is not None
-        return f"SELECT replica_id FROM replicas WHERE host LIKE '%:{server.proc.pid}'"
-
     def events(self, run_id: str) -> list[tuple[int, str]]:
         return [
             (seq, event)
@@ -302,12 +296,12 @@ async def test_sigterm_drains_one_replica_while_the_others_serve(cluster: Cluste
     assert cluster.rows("SELECT count(*) FROM replicas") == [(1,)]
 
 
-async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
+async def test_a_replica_paused_past_its_lease_is_fenced_and_exits(
     cluster: Cluster,
 ) -> None:
     # SIGSTOP stands for a partition or a long pause: B reaps A and ends its run. Woken,
-    # A may not write any more (its commits are refused), stops the run it held, and
-    # joins again as a new replica that serves.
+    # A may not write any more (its commits are refused), stops the run it held and
+    # exits with status 1, for its process manager to start a fresh replica.
     a, b = await cluster.start(2)
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
@@ -316,7 +310,6 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.01})
         await trio.sleep(0.5)
-        (before,) = cluster.rows(cluster.replica_of(a))[0]
         a.signal(signal.SIGSTOP)
         try:
             await cb.get(f"/threads/{thread}/runs/{run_id}/join")
@@ -324,19 +317,17 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_joins_again(
             a.signal(signal.SIGCONT)
         assert cluster.run_row(run_id) == ("interrupted", "restart")
         ended_at = cluster.events(run_id)
-        with trio.fail_after(TAKEOVER):
-            while len(cluster.rows("SELECT 1 FROM replicas")) < 2:  # noqa: ASYNC110 (rows)
-                await trio.sleep(0.1)
-        again = await create(ca, await new_thread(ca), "echo", input={"z": 3})
-        rows = cluster.rows(f"SELECT thread_id FROM runs WHERE run_id = '{again}'")
-        done = await ca.get(f"/threads/{rows[0][0]}/runs/{again}/join")
+        assert await a.wait_exit(TAKEOVER) == 1, a.output()
+        (fresh,) = await cluster.start(1)
+        async with httpx.AsyncClient(base_url=fresh.url, timeout=60) as cf:
+            again = await create(cf, thread, "echo", input={"z": 3})
+            done = await cf.get(f"/threads/{thread}/runs/{again}/join")
     assert done.json() == {"z": 3}
     assert cluster.events(run_id) == ended_at  # nothing written by A after the reaping
     assert [event for _, event in ended_at].count("end") == 1
     assert [seq for seq, _ in ended_at] == list(range(len(ended_at)))
-    (now,) = cluster.rows(cluster.replica_of(a))[0]
-    assert now != before  # A joined again, as a new replica
-    assert "replica.lost" in a.output()
+    assert "server.lease_lost" in a.output()
+    assert len(cluster.rows("SELECT 1 FROM replicas")) == 2  # B and the fresh one
 
 
 async def test_after_seconds_and_a_cancel_of_a_waiting_run_hold_across_replicas(

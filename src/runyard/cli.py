@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     logs.configure(settings.log_format, settings.log_level)
     try:
-        trio.run(_run, settings)
+        status = trio.run(_run, settings)
     except StoreUnusable as exc:
         print(f"runyard: {exc.detail}", file=sys.stderr)
         return 1
@@ -101,14 +101,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"runyard: cannot listen on {settings.host}:{settings.port} ({exc.strerror})",
               file=sys.stderr)  # fmt: skip
         return 1
-    return 0
+    return status
 
 
-async def _run(settings: Settings) -> None:
+async def _run(settings: Settings) -> int:
     from .server import serve
 
     tune_gc()
-    await serve(settings, handle_signals=True)
+    return await serve(settings, handle_signals=True)
 
 
 # Container allocations between young collections (CPython's default is 700).

@@ -23,7 +23,8 @@ The promises are the local coordinator's; what keeps them across replicas:
 - **the lease**: :meth:`ClusterCoordinator.serve` keeps this replica joined
   (:class:`~runyard.cluster.Replica`). Reaped while it was paused or cut
   off, it stops every run it held (other replicas ended them already, and
-  its writes are refused), then joins again as a new replica.
+  its writes are refused), and the process ends (the server exits with
+  status 1): its process manager starts a fresh replica.
 
 Recovery at start has nothing to do: a replica's runs are ended by the
 others when its lease runs out, and its pending runs are claimed anew.
@@ -65,27 +66,29 @@ class ClusterCoordinator(LocalCoordinator):
         self.replica = Replica(store, self._cancel_here)
         self._turns: dict[str, trio.Event] = {}  # runs kept here, waiting to be claimed
         self._nursery: trio.Nursery | None = None  # for cancels sent without waiting
+        self.lease_lost = trio.Event()  # set once this replica was reaped: the process ends
 
     # -- lifetime -----------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Join the cluster, start with the replica id, keep the lease until cancelled."""
+        """Join the cluster, start with the replica id, keep the lease until cancelled.
+
+        Should the lease be lost, the runs held here stop (their final writes
+        are refused: the replica that reaped this one wrote theirs) and
+        :attr:`lease_lost` is set: the process must end, and a fresh one join.
+        Rejoining in place would let what the old lease left in flight (a
+        write queued, an agent slow to stop) land under the new one.
+        """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            replica_id: str = await nursery.start(self._stay_joined)
-            task_status.started(replica_id)
-
-    async def _stay_joined(self, *, task_status: trio.TaskStatus[str]) -> None:
-        while True:
             try:
                 await self.replica.serve(task_status=task_status)
             except LeaseLost:
-                task_status = trio.TASK_STATUS_IGNORED
                 await self._stop_held_runs()
+                self.lease_lost.set()
+                await trio.sleep_forever()  # until the process, stopping, cancels it
 
     async def _stop_held_runs(self) -> None:
-        """The lease was lost: the runs held here are no longer ours. Each stops; its
-        final write is refused (the replica that reaped this one wrote theirs)."""
         held = [h for h in self._table if not h.finished.is_set()]
         log.error("replica.stopping_held_runs", extra={"runs": len(held)})
         for handle in held:

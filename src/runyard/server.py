@@ -55,6 +55,7 @@ class Server:
     settings: Settings
     _stop: trio.Event = dataclasses.field(default_factory=trio.Event)
     stopped: trio.Event = dataclasses.field(default_factory=trio.Event)
+    exit_status: int = 0  # 1: it stopped on its own, its replica's lease lost
 
     def request_stop(self) -> None:
         """Begin the ordered shutdown (a second call shortens the grace period)."""
@@ -74,8 +75,9 @@ async def serve(
     *,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain."""
+) -> int:
+    """Run runyard until :meth:`Server.request_stop` (or SIGTERM/SIGINT), then drain;
+    the process's exit status (see :attr:`Server.exit_status`)."""
     settings.check_exposure()
     registry = settings.registry()
     fanout = fanout_for(settings)
@@ -91,6 +93,8 @@ async def serve(
             server = Server(url, int(url.rsplit(":", 1)[1]), supervisor, settings)
             if handle_signals:
                 root.start_soon(_watch_signals, server)
+            if supervisor.cluster is not None:
+                root.start_soon(_stop_when_lease_lost, server, supervisor.cluster.lease_lost)
             log.info("server.started", extra={"url": url, "db": redact(settings.db)})
             task_status.started(server)
             await server._stop.wait()
@@ -100,6 +104,16 @@ async def serve(
         with trio.CancelScope(shield=True):
             await store.aclose()
         log.info("server.stopped")
+    return server.exit_status
+
+
+async def _stop_when_lease_lost(server: Server, lease_lost: trio.Event) -> None:
+    """A replica reaped by the others (it was paused or cut off past its lease) has
+    stopped its runs; the process stops too, so that a fresh one joins."""
+    await lease_lost.wait()
+    log.error("server.lease_lost", extra={"exit_status": 1})
+    server.exit_status = 1
+    server.request_stop()
 
 
 def fanout_for(settings: Settings) -> FanOut | None:
