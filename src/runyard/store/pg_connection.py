@@ -258,23 +258,37 @@ class PostgresBase:
     # -- plumbing -----------------------------------------------------------------
 
     async def _write(
-        self, fn: Callable[[Conn], T], *, fenced: bool = True, pipelined: bool = False
+        self,
+        fn: Callable[[Conn], T],
+        *,
+        fenced: bool = True,
+        pipelined: bool = False,
+        bulk: Callable[[Conn], None] | None = None,
     ) -> T:
         """Run ``fn`` in one transaction on the writer's connection, in a worker thread.
 
         Raises :class:`StoreError` once the transaction was rolled back, for a
         database that stayed locked past the bound or any other database error.
-        ``fenced``: the transaction begins with :meth:`_fence`; ``pipelined``: see
-        :meth:`_transaction`.
+        ``fenced``: the transaction begins with :meth:`_fence`; ``pipelined`` and
+        ``bulk``: see :meth:`_transaction`.
         """
-        async with self._write_limiter:
-            return await self._attempts(
-                lambda: self._transaction(self._writer, fn, fenced=fenced, pipelined=pipelined),
-                action="write",
+
+        def transaction() -> T:
+            return self._transaction(
+                self._writer, fn, fenced=fenced, pipelined=pipelined, bulk=bulk
             )
 
+        async with self._write_limiter:
+            return await self._attempts(transaction, action="write")
+
     def _transaction(
-        self, link: _Link, fn: Callable[[Conn], T], *, fenced: bool, pipelined: bool = False
+        self,
+        link: _Link,
+        fn: Callable[[Conn], T],
+        *,
+        fenced: bool,
+        pipelined: bool = False,
+        bulk: Callable[[Conn], None] | None = None,
     ) -> T:
         """``fn`` in one transaction on ``link`` (in a worker thread).
 
@@ -282,9 +296,12 @@ class PostgresBase:
         pipeline (one round trip when ``fn`` reads nothing back); only for a
         ``fn`` that does not look at a statement's result without fetching it
         (``rowcount`` is unknown in a pipeline until its results come).
+        ``bulk``: a first step that cannot be pipelined (a COPY), run before.
         """
         conn = self._unless_closed(link).begin()
         try:
+            if bulk is not None:
+                bulk(conn)
             with conn.pipeline() if pipelined else contextlib.nullcontext():
                 if fenced:
                     self._fence(conn)

@@ -15,14 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
-from ..model import JSON, Run, Thread, ThreadStatus
+from ..model import JSON, Event, Run, Thread, ThreadStatus
 from .interface import Batch
 from .pg_checkpoints import PG_CHECKPOINTS
 from .pg_connection import one_of, scan
 from .pg_crons import PG_CRONS
 from .pg_outbox import PG_OUTBOX
-from .pg_schema import Conn, insert, update
+from .pg_schema import Conn, insert, quoted, update
 from .queries import RunSql, run_marks
 from .schema import EVENTS, RUNS, THREADS
 
@@ -47,6 +48,27 @@ PG_RUNS = RunSql(
 )
 
 _LOCK_THREADS = THREADS.select("WHERE thread_id = ANY(%s) FOR UPDATE")
+
+
+# The fastest way in for events. Measured on this 2-core machine, a transaction of 40
+# events: 49k events/s by COPY against 18-22k by pipelined INSERTs, 9 against 27 us of
+# psycopg's CPU an event; of 1,024: 84k against 25-37k, 2.4 against 18-22 us.
+_COPY_EVENTS = f"COPY events ({quoted([c.name for c in EVENTS.columns])}) FROM STDIN"
+
+
+class EventsThere(Exception):
+    """A COPY met an event already stored: the transaction is void, and the batch is to
+    be written with INSERTs, which keep the first version of an event (COPY cannot)."""
+
+
+def copy_events(c: Conn, events: list[Event]) -> None:
+    """Write ``events`` by COPY (not in a pipeline); :class:`EventsThere` if one is."""
+    try:
+        with c.cursor().copy(_COPY_EVENTS) as copy:
+            for event in events:
+                copy.write_row(EVENTS.row(event))
+    except psycopg.errors.UniqueViolation:
+        raise EventsThere from None
 
 
 def commit(c: Conn, batch: Batch) -> None:
