@@ -6,7 +6,8 @@ the work is done by parts with one job each:
 - :class:`~runyard.admission.Admission`: a new run's assistant, thread, strategy, row;
 - :class:`~runyard.runtable.RunTable`: live runs by id, admission counters;
 - :class:`~runyard.coordinator.Coordinator`: the per-thread line, thread
-  locks, cancel delivery, which runs a dead process left;
+  locks, cancel delivery, which runs a dead process left (across replicas on
+  PostgreSQL: :class:`~runyard.cluster_coordinator.ClusterCoordinator`);
 - :class:`~runyard.runner.Runner`: each run's task, to its final state;
 - :class:`~runyard.commit.CommitWriter`: every write, group-committed;
 - :class:`~runyard.events.EventBus`: events to subscribers;
@@ -20,11 +21,14 @@ The nursery tree (see docs/architecture.md)::
 
     Supervisor.serve
     └── trio-asyncio loop (plain asyncio agents)
+        ├── ClusterCoordinator.serve  a replica's lease; shielded, joins first, leaves last
+        ├── FanOut.serve            a replica's Redis fan-out (--bus)
         ├── CommitWriter.serve      shielded; outlives the runs, closed last
         ├── GraphLoop.serve         graphs' asyncio loop, in a thread; stopped after the writer
         └── runs nursery
             ├── recovery, then purge_forever (expired items; old runs with data_retention)
             ├── CronScheduler.serve, Webhooks.serve (crons; the webhook outbox)
+            ├── ClusterCoordinator.take_runs (a replica's claim loop)
             └── run task (one a run) each under its own CancelScope
 """
 
