@@ -89,6 +89,7 @@ class ClusterCoordinator(LocalCoordinator):
                 await trio.sleep_forever()  # until the process, stopping, cancels it
 
     async def _stop_held_runs(self) -> None:
+        """Cancel every run held here and wait (bounded) for their tasks to end."""
         held = [h for h in self._table if not h.finished.is_set()]
         log.error("replica.stopping_held_runs", extra={"runs": len(held)})
         for handle in held:
@@ -114,7 +115,7 @@ class ClusterCoordinator(LocalCoordinator):
                 # Of the runs kept here, only those whose task waits: a run just written
                 # by its admission has no task yet, and must not get a second one.
                 claims = await self.replica.claim(limit=room, kept=list(self._turns))
-            except StoreError as exc:  # LeaseLost too: serve() stops the runs and joins again
+            except StoreError as exc:  # LeaseLost too: serve() stops the runs, the process ends
                 log.warning("replica.claim_failed", extra={"error": exc.detail})
                 return
             for claim in claims:
@@ -124,8 +125,8 @@ class ClusterCoordinator(LocalCoordinator):
                 if turn is not None:
                     self._grant(run_id, claim, turn)
                 elif handle is None or handle.finished.is_set():
-                    # Nobody kept it (its replica died or left), or a task here ended
-                    # without its final state landing (a lease lost): it runs anew.
+                    # Nobody kept it (its replica died or left); or a task here ended
+                    # without its final state landing, and the store says it waits.
                     await start_claimed(claim)
                 # else its task here is ending it: its final state lands after the claim
             if len(claims) < room:
