@@ -392,3 +392,30 @@ async def test_streams_between_replicas_go_through_redis_and_survive_losing_it(
 
 async def _extend(frames: list[Frame], got: Awaitable[list[Frame]]) -> None:
     frames.extend(await got)
+
+
+async def test_rollback_and_owners_hold_across_replicas(cluster: Cluster, tmp_path: Path) -> None:
+    # Tokens name owners on every replica alike: a run is its owner's through any
+    # replica, nobody else's; a rollback through B of a run on A deletes it once ended.
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ann:ann-token-0123456789\nbob:bob-token-0123456789\n")
+    a, b = await cluster.start(2, RUNYARD_TOKENS_FILE=str(tokens))
+    ann = {"Authorization": "Bearer ann-token-0123456789"}
+    bob = {"Authorization": "Bearer bob-token-0123456789"}
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60, headers=ann) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=60, headers=ann) as cb,
+    ):
+        thread = await new_thread(ca)
+        old = await create(ca, thread, "sleepy", input={"delay": 600})
+        seen_by_bob = await cb.get(f"/threads/{thread}/runs/{old}", headers=bob)
+        await trio.sleep(0.3)
+        new = await create(cb, thread, "echo", input={"r": 1}, multitask_strategy="rollback")
+        done = await cb.get(f"/threads/{thread}/runs/{new}/join")
+        gone = await ca.get(f"/threads/{thread}/runs/{old}")
+    assert seen_by_bob.status_code == 404
+    assert done.json() == {"r": 1}
+    assert gone.status_code == 404
+    assert cluster.rows(f"SELECT count(*) FROM runs WHERE run_id = '{old}'") == [(0,)]
+    assert cluster.rows(f"SELECT count(*) FROM events WHERE run_id = '{old}'") == [(0,)]
+    assert cluster.rows(f"SELECT owner FROM runs WHERE run_id = '{new}'") == [("ann",)]
