@@ -3,6 +3,9 @@
 ``deploy/Dockerfile``, ``deploy/runyard.service`` and ``docs/deploy.md`` each
 state a stop timeout, and ``runyard.server.shutdown_bound`` says how long a
 drain may take: these tests parse the files, so the two cannot drift apart.
+The replicas' compose file (``deploy/compose.replicas.yml``) and its HAProxy
+configuration are read the same way: each replica's command through
+runyard's own parser and settings, the load balancer against the replicas.
 They run everywhere, in well under a second.
 
 Where a Docker daemon answers, the image is also built and run for real, on
@@ -24,16 +27,22 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
+import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML: the test extra has it
 
 from runyard.cli import build_parser
 from runyard.config import ConfigError, Settings, load
-from runyard.server import Server, shutdown_bound
+from runyard.redis_fanout import RedisFanOut
+from runyard.server import Server, fanout_for, shutdown_bound
+from runyard.store.url import is_postgres
 
 from .process import free_port
 
@@ -41,6 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 UNIT = ROOT / "deploy" / "runyard.service"
 GUIDE = ROOT / "docs" / "deploy.md"
+COMPOSE = ROOT / "deploy" / "compose.replicas.yml"
+HAPROXY = ROOT / "deploy" / "haproxy.replicas.cfg"
+PYPROJECT = ROOT / "pyproject.toml"
+# What the compose file's ${VARIABLES} stand for here (deploy/.env holds the real ones).
+COMPOSE_VARIABLES = {"POSTGRES_PASSWORD": "compose-test-password"}
 # What the Dockerfile's COPY lines take from the tree: the whole build context the test sends.
 BUILD_FILES = ("pyproject.toml", "README.md", "LICENSE", "src")
 TEST_IMAGE = "runyard-deploy-test"
@@ -140,6 +154,14 @@ def seconds(value: str) -> float:
     return float(match.group(1))
 
 
+def haproxy_seconds(value: str) -> float:
+    """A duration as HAProxy writes one (``5s``, ``1h``, ``500ms``; bare: milliseconds)."""
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value)
+    assert match, f"{value!r}: not a duration HAProxy reads"
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 0.001}[match.group(2)]
+    return int(match.group(1)) * unit
+
+
 def healthcheck() -> tuple[dict[str, float], list[str]]:
     """The HEALTHCHECK's options, in seconds, and its exec-form command."""
     args = only(final_stage(), "HEALTHCHECK")
@@ -152,6 +174,92 @@ def healthcheck() -> tuple[dict[str, float], list[str]]:
     argv = json.loads(command)
     assert isinstance(argv, list), "write the HEALTHCHECK command in exec form, a JSON list"
     return parsed, [str(a) for a in argv]
+
+
+def compose() -> dict[str, Any]:
+    """The replicas' compose file, its ${VARIABLES} filled in as Compose fills them."""
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    filled = _interpolated(loaded)
+    assert isinstance(filled, dict)
+    return filled
+
+
+def _interpolated(value: object) -> object:
+    """``${NAME}`` and ``${NAME:?message}`` in every string, from COMPOSE_VARIABLES."""
+    if isinstance(value, dict):
+        return {key: _interpolated(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolated(item) for item in value]
+    if isinstance(value, str):
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            assert name in COMPOSE_VARIABLES, f"${{{name}}}: a variable these tests do not know"
+            return COMPOSE_VARIABLES[name]
+
+        return re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", fill, value)
+    return value
+
+
+def replicas() -> dict[str, dict[str, Any]]:
+    """The compose services that run runyard: those built from deploy/Dockerfile."""
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    found = {
+        name: service
+        for name, service in services.items()
+        if isinstance(service.get("build"), dict)
+        and service["build"].get("dockerfile") == DOCKERFILE.relative_to(ROOT).as_posix()
+    }
+    assert found, "no service of compose.replicas.yml is built from deploy/Dockerfile"
+    return found
+
+
+def service_env(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment: the image's, then the service's own on top."""
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "write a service's environment as a mapping"
+    return {**image_env(), **{key: str(value) for key, value in env.items()}}
+
+
+def serve_settings(command: list[str], env: dict[str, str], tmp_path: Path) -> Settings:
+    """The settings ``runyard serve COMMAND`` gets with this environment (no runyard.toml):
+    what each flag sets overrides the environment, as in ``runyard.cli``."""
+    args = build_parser().parse_args(["serve", *command])
+    assert args.command == "serve"
+    assert args.config is None, "these tests read no runyard.toml"
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    flags = {
+        key: value
+        for key, value in vars(args).items()
+        if key in fields and value is not None and value is not False
+    }
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    runyard_env = {k: v for k, v in env.items() if k.startswith("RUNYARD_")}
+    return load(str(empty), env=runyard_env, overrides=flags)
+
+
+def haproxy() -> dict[str, list[list[str]]]:
+    """HAProxy's sections (``backend replicas``, ...): each a list of its lines' words."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] | None = None
+    for raw in HAPROXY.read_text().splitlines():
+        line = raw.split("#", 1)[0]
+        if not line.strip():
+            continue
+        words = line.split()
+        if not line[0].isspace():
+            current = sections.setdefault(" ".join(words), [])
+            continue
+        assert current is not None, f"{raw!r} before any section"
+        current.append(words)
+    return sections
+
+
+def directive(section: list[list[str]], *words: str) -> list[list[str]]:
+    """The lines of ``section`` that begin with ``words``, without them."""
+    return [line[len(words) :] for line in section if line[: len(words)] == list(words)]
 
 
 # Everywhere: the files against the code.
@@ -261,6 +369,135 @@ async def test_the_healthcheck_command_passes_on_a_live_server_and_fails_with_1_
     assert up.returncode == 0, up.stderr
     # Docker reads 1 as unhealthy; 2 is reserved.
     assert down.returncode == 1
+
+
+# The replicas' compose file and its load balancer.
+
+
+def test_every_compose_replica_serves_one_database_and_bus(tmp_path: Path) -> None:
+    services = compose()["services"]
+    found = replicas()
+    served = set()
+    for name, service in found.items():
+        settings = serve_settings(service["command"], service_env(service), tmp_path)
+        assert is_postgres(settings.db), f"{name}: --db should name PostgreSQL"
+        assert isinstance(fanout_for(settings), RedisFanOut), f"{name}: --bus should name Redis"
+        assert urllib.parse.urlsplit(settings.bus).hostname in services, "Redis is a service"
+        served.add((settings.db, settings.bus))
+    assert len(found) == 3
+    assert len(served) == 1, f"the replicas differ in --db or --bus: {served}"
+
+
+def test_the_compose_replicas_bind_beyond_loopback_with_their_tokens_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alice:{TOKEN}\n")
+    secrets = compose()["secrets"]
+    for name, service in replicas().items():
+        env = service_env(service)
+        without = serve_settings(service["command"], {**env, "RUNYARD_TOKENS_FILE": ""}, tmp_path)
+        assert not without.insecure
+        with pytest.raises(ConfigError, match="no tokens are configured"):
+            without.check_exposure()
+        secret = Path(env["RUNYARD_TOKENS_FILE"])
+        assert secret.parent == Path("/run/secrets"), f"{name}: the tokens file is a secret"
+        assert secret.name in service["secrets"]
+        assert secret.name in secrets
+        with_tokens = {**env, "RUNYARD_TOKENS_FILE": str(tokens)}
+        serve_settings(service["command"], with_tokens, tmp_path).check_exposure()
+
+
+def test_the_compose_database_url_names_the_postgres_service_and_no_password(
+    tmp_path: Path,
+) -> None:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    for name, service in replicas().items():
+        env = service_env(service)
+        url = urllib.parse.urlsplit(serve_settings(service["command"], env, tmp_path).db)
+        # A password in --db would show in the process list: libpq reads PGPASSWORD.
+        assert url.password is None, name
+        assert url.hostname is not None
+        database = services[url.hostname]
+        assert database["image"].startswith("postgres:15")
+        wanted = database["environment"]
+        assert url.username == wanted["POSTGRES_USER"]
+        assert url.path == "/" + wanted["POSTGRES_DB"]
+        assert env["PGPASSWORD"] == wanted["POSTGRES_PASSWORD"]
+        assert service["depends_on"][url.hostname] == {"condition": "service_healthy"}
+
+
+def test_the_compose_replicas_are_built_with_the_postgres_and_redis_extras() -> None:
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    for name, service in replicas().items():
+        build = service["build"]
+        assert (COMPOSE.parent / build["context"]).resolve() == ROOT, f"{name}: build from the root"
+        wanted = set(build["args"]["EXTRAS"].split(","))
+        assert {"postgres", "redis"} <= wanted <= set(extras), f"{name}: EXTRAS {wanted}"
+
+
+def test_compose_waits_longer_than_the_shutdown_bound_before_killing_a_replica(
+    tmp_path: Path,
+) -> None:
+    for name, service in replicas().items():
+        settings = serve_settings(service["command"], service_env(service), tmp_path)
+        bound = max(shutdown_bound(Settings()), shutdown_bound(settings))
+        assert seconds(service["stop_grace_period"]) > bound, name
+        assert service["restart"] == "unless-stopped"
+
+
+def test_the_load_balancer_sends_round_robin_to_every_ready_replica(tmp_path: Path) -> None:
+    sections = haproxy()
+    (backend,) = directive(sections["frontend runyard"], "default_backend")
+    replicas_backend = sections[f"backend {backend[0]}"]
+    servers = {address for _, address, *_ in directive(replicas_backend, "server")}
+    wanted = set()
+    for name, service in replicas().items():
+        settings = serve_settings(service["command"], service_env(service), tmp_path)
+        wanted.add(f"{name}:{settings.port}")
+    assert servers == wanted
+    assert directive(replicas_backend, "balance") == [["roundrobin"]]
+    # Checked on /ready (503 while starting, draining or without a store), every server.
+    (send,) = directive(replicas_backend, "http-check", "send")
+    assert send[send.index("uri") + 1] == "/ready"
+    assert directive(replicas_backend, "http-check", "expect") == [["status", "200"]]
+    (defaults,) = directive(replicas_backend, "default-server")
+    assert "check" in defaults
+    # Streams and waits outlast their quiet moments: heartbeats, a wait's newline every 5 s.
+    timeouts = {words[0]: words[1] for words in directive(sections["defaults"], "timeout")}
+    for side in ("client", "server"):
+        assert haproxy_seconds(timeouts[side]) > Settings().heartbeat, side
+    # Published as compose says, in front of every replica.
+    lb = compose()["services"]["haproxy"]
+    (bind,) = directive(sections["frontend runyard"], "bind")
+    (published,) = lb["ports"]
+    assert published.rsplit(":", 1)[1] == bind[0].rsplit(":", 1)[1]
+    assert set(lb["depends_on"]) == set(replicas())
+    (mounted,) = lb["volumes"]
+    assert (COMPOSE.parent / mounted.split(":")[0]).resolve() == HAPROXY
+
+
+async def test_the_compose_healthcheck_passes_when_ready_and_fails_with_1_otherwise(
+    server: Server,
+) -> None:
+    checks = {tuple(service["healthcheck"]["test"]) for service in replicas().values()}
+    (test,) = checks
+    assert test[:3] == ("CMD", "python", "-c")
+    assert "/ready" in test[3]
+    command = [sys.executable, *test[2:]]  # the image's `python` is its venv's
+
+    async def check(port: int) -> int:
+        env = {**os.environ, "RUNYARD_PORT": str(port)}
+        done = await trio.run_process(command, env=env, check=False, capture_stderr=True)
+        return done.returncode
+
+    with trio.fail_after(30):
+        ready = await check(server.port)
+        server.supervisor.draining = True  # /ready says 503 from now on
+        try:
+            draining = await check(server.port)
+        finally:
+            server.supervisor.draining = False
+        down = await check(free_port())
+    assert (ready, draining, down) == (0, 1, 1)
 
 
 # Where Docker answers: the image itself.
