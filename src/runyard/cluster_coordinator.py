@@ -97,24 +97,31 @@ class ClusterCoordinator(LocalCoordinator):
         with trio.move_on_after(self._settings.cleanup_deadline + 1.0):
             await self._table.wait_idle()
 
-    async def take_runs(self, start_claimed: StartClaimed) -> None:
+    async def take_runs(self, start_claimed: StartClaimed, accepting: Callable[[], bool]) -> None:
         """The claim loop, until cancelled: start each run whose turn has come, the
-        runs kept here and those nobody keeps; look again whenever a run ends
+        runs kept here and, while ``accepting()``, those nobody keeps (a replica
+        shutting down leaves them to the others); look again whenever a run ends
         anywhere, a run here waits, or a delayed run falls due (at least every
         heartbeat)."""
         while True:
-            await self._claim(start_claimed)
+            await self._claim(start_claimed, accepting)
             await self.replica.queue.nap(HEARTBEAT_SECONDS, self._next_due)
 
-    async def _claim(self, start_claimed: StartClaimed) -> None:
+    async def _claim(self, start_claimed: StartClaimed, accepting: Callable[[], bool]) -> None:
         while True:
-            room = len(self._turns) + max(0, self._settings.max_active_runs - self._table.live)
+            taking = accepting()
+            room = len(self._turns)
+            if taking:
+                room += max(0, self._settings.max_active_runs - self._table.live)
             if room <= 0:
                 return
             try:
                 # Of the runs kept here, only those whose task waits: a run just written
                 # by its admission has no task yet, and must not get a second one.
-                claims = await self.replica.claim(limit=room, kept=list(self._turns))
+                waiting = list(self._turns)
+                claims = await self.replica.claim(
+                    limit=room, kept=waiting, run_ids=None if taking else waiting
+                )
             except StoreError as exc:  # LeaseLost too: serve() stops the runs, the process ends
                 log.warning("replica.claim_failed", extra={"error": exc.detail})
                 return

@@ -189,7 +189,10 @@ class Supervisor:
                     runs.start_soon(self.cron_scheduler.serve, name="cron scheduler")
                     runs.start_soon(self.webhooks.serve, name="webhook sender")
                     if self.cluster is not None:
-                        runs.start_soon(self.cluster.take_runs, self._start_claimed, name="claims")
+                        runs.start_soon(
+                            self.cluster.take_runs, self._start_claimed, lambda: self.accepting,
+                            name="claims",
+                        )  # fmt: skip
                     self.accepting = True
                     task_status.started()
                     await self._stop.wait()
