@@ -85,6 +85,28 @@ def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
     assert bad.stderr.strip() == "runyard: configuration error: port: -5 is not a TCP port"
 
 
+@pytest.mark.parametrize(
+    ("db", "bus", "message"),
+    [
+        ("x.sqlite3", "redis://127.0.0.1:6379/0", "bus: replicas share a PostgreSQL --db"),
+        ("postgresql://u@/db", "http://127.0.0.1/", "is not redis://HOST:PORT/N"),
+    ],
+)
+def test_a_bus_that_cannot_serve_is_a_configuration_error(
+    tmp_path: Path, db: str, bus: str, message: str
+) -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "runyard.cli", "serve", "--check", "--db", db, "--bus", bus],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 2
+    assert checked.stderr.startswith("runyard: configuration error: bus: ")
+    assert message in checked.stderr
+    assert len(checked.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
 def test_settings_are_plain_data() -> None:
     assert Settings().grace == 10.0
 

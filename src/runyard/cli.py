@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .server import check_bus
+
     overrides = {
         "host": args.host,
         "port": args.port,
@@ -85,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load(args.config, overrides=overrides)
         settings.registry()
         settings.check_exposure()
+        check_bus(settings)
     except ConfigError as exc:
         print(f"runyard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -83,7 +83,7 @@ class RedisFanOut:
     """
 
     def __init__(self, url: str) -> None:
-        self._url = _checked(url)
+        self._url = check_url(url)
         self._outbox_in, self._outbox = trio.open_memory_channel[list[Event]](OUTBOX)
         self._listeners: dict[str, list[trio.MemorySendChannel[list[Event]]]] = {}
         self._subscribed: set[str] = set()  # runs Redis acknowledged, on this connection
@@ -298,7 +298,7 @@ def _decode(run_id: str, payload: str | bytes) -> list[Event] | None:
     return events
 
 
-def _checked(url: str) -> str:
+def check_url(url: str) -> str:
     """``url``, if coredis can connect with it; :class:`ConfigError` if not."""
     parts = urllib.parse.urlsplit(url)
     try:

@@ -116,16 +116,27 @@ async def _stop_when_lease_lost(server: Server, lease_lost: trio.Event) -> None:
     server.request_stop()
 
 
-def fanout_for(settings: Settings) -> FanOut | None:
-    """The fan-out ``bus`` names (None for none); :class:`ConfigError` if it cannot serve."""
+def check_bus(settings: Settings) -> None:
+    """:class:`ConfigError` unless ``bus`` is empty or can serve: a Redis URL, replicas on
+    a PostgreSQL ``db``, and the ``redis`` extra installed."""
     if not settings.bus:
-        return None
+        return
     if not is_postgres(settings.db):
         raise ConfigError("bus: replicas share a PostgreSQL --db; a SQLite server has no replicas")
     try:
-        from .redis_fanout import RedisFanOut
+        from .redis_fanout import check_url
     except ImportError:
         raise ConfigError("bus: a Redis bus needs coredis: pip install 'runyard[redis]'") from None
+    check_url(settings.bus)
+
+
+def fanout_for(settings: Settings) -> FanOut | None:
+    """The fan-out ``bus`` names (None for none); :class:`ConfigError` if it cannot serve."""
+    check_bus(settings)
+    if not settings.bus:
+        return None
+    from .redis_fanout import RedisFanOut
+
     return RedisFanOut(settings.bus)
 
 
