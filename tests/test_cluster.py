@@ -687,3 +687,23 @@ async def test_a_run_that_ends_on_one_replica_rings_the_queue_of_the_others(join
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(replica.queue.nap, 60.0)
                 await other.commit(Batch(finals=[succeeded(claim.run)]))
+
+
+async def test_replicas_cut_off_together_past_their_leases_do_not_reap_each_other(
+    postgres_server: pg.PostgresServer, postgres_url: str, join: Join
+) -> None:
+    # PostgreSQL away longer than a lease: every lease ran out on the database's clock.
+    # Back, the first replica to renew must not reap the others before they renew too.
+    stores = [await join(joined=False) for _ in range(3)]
+    heartbeat = LEASE / 3
+    async with contextlib.AsyncExitStack() as stack:
+        serving_replicas = [
+            await stack.enter_async_context(serving(store, heartbeat=heartbeat))
+            for store in stores
+        ]
+        await trio.to_thread.run_sync(postgres_server.pause)
+        await trio.sleep(2 * LEASE)
+        await trio.to_thread.run_sync(postgres_server.resume)
+        await trio.sleep(4 * LEASE)
+        assert all(not stopped for _, _, stopped in serving_replicas)
+        assert len(rows(postgres_url, "SELECT replica_id FROM replicas")) == 3

@@ -10,7 +10,10 @@ replica id) and then, until cancelled:
   heartbeat;
 - reaps, as often, the replicas whose lease expired: their running runs end
   ``interrupted``/``restart`` (the one :func:`~runyard.outcome.final_state`
-  builder writes their ``end``), their pending runs go back to the queue;
+  builder writes their ``end``), their pending runs go back to the queue.
+  Not while its own lease is stale, and not for one lease after it renewed
+  late: when the database was away from every replica, none reaps the others
+  before they had the time to renew;
 - listens for doorbells: a cancel of a run it holds goes to ``on_cancel`` at
   once; a run that ended anywhere rings :attr:`Replica.queue` and
   :attr:`Replica.ended`.
@@ -28,6 +31,7 @@ holds as a reaping would, and hands its pending runs to the others.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import trio
@@ -95,6 +99,8 @@ class Replica:
         self._heartbeat = heartbeat
         self._lease = lease
         self._cancelled: set[str] = set()  # runs whose cancel on_cancel took
+        self._renewed_at: float | None = None  # when the lease was last renewed (trio time)
+        self._reap_from = -math.inf  # no reaping before (trio time): see _renewed
 
     @property
     def replica_id(self) -> str:
@@ -105,6 +111,7 @@ class Replica:
         """Join, start with the replica id, then keep the lease until cancelled (and
         leave) or lost (:class:`LeaseLost`)."""
         replica_id = await self.store.join_cluster(self._lease)
+        self._renewed_at = trio.current_time()  # joining leases
         log.info("replica.joined", extra={"replica_id": replica_id})
         try:
             async with trio.open_nursery() as nursery:
@@ -154,6 +161,7 @@ class Replica:
             except StoreError as exc:
                 log.warning("replica.heartbeat_failed", extra={"error": exc.detail})
             else:
+                self._renewed()
                 for run_id, reason in cancels:
                     self._deliver(run_id, reason)
                 # Forget what no longer waits, but only what was known before the read:
@@ -161,10 +169,30 @@ class Replica:
                 self._cancelled -= known - {run_id for run_id, _ in cancels}
             await trio.sleep_until(due)
 
+    def _renewed(self) -> None:
+        """A renewal landed. After one lease or more without (the database was away, for
+        this replica and likely for the others too), reaping waits one more lease:
+        the others, their leases run out meanwhile, get the time to renew theirs."""
+        at = trio.current_time()
+        if self._renewed_at is not None and at - self._renewed_at > self._lease:
+            self._reap_from = at + self._lease
+            log.warning("replica.renewed_late", extra={"reaping_in": self._lease})
+        self._renewed_at = at
+
+    def _may_reap(self) -> bool:
+        """Whether this replica's own lease is fresh, and no outage of its own is recent."""
+        at = trio.current_time()
+        fresh = self._renewed_at is not None and at - self._renewed_at <= self._lease
+        return fresh and at >= self._reap_from
+
     async def _reap_expired(self) -> None:
-        """Reap every heartbeat; apart from renewing, which must never wait behind it."""
+        """Reap every heartbeat (see :meth:`_may_reap`); apart from renewing, which must
+        never wait behind it."""
         while True:
             due = trio.current_time() + self._heartbeat
+            if not self._may_reap():
+                await trio.sleep_until(due)
+                continue
             try:
                 await self.reap()
             except LeaseLost:
