@@ -125,7 +125,7 @@ class PostgresServer:
         )
 
     def resume(self) -> None:
-        """Start the server (again)."""
+        """Start the server (again), and its administration connection with it."""
         try:
             self._run(
                 "pg_ctl", "-D", str(self.data), "-l", str(self._log), "-w",
@@ -134,6 +134,9 @@ class PostgresServer:
         except subprocess.CalledProcessError as exc:
             log = self._log.read_text(errors="replace") if self._log.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start:\n{log[-2000:]}") from exc
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
 
     def stop(self) -> None:
         if self._admin is not None:
