@@ -9,11 +9,11 @@ outbox (:mod:`.pg_outbox`); here, a batch's write. The tables are
 :mod:`.schema`'s, in the dialect of :mod:`.pg_schema`. Each operation gives the same result as on
 :class:`~runyard.store.SQLiteStore`: the same contract tests run on both.
 
-With ``exclusive`` (as the server opens it) one process owns the database, as
-with SQLite. With ``cluster`` it is one replica of several (:mod:`.pg_cluster`:
-leases, reaping, the fence on every write, the shared queue, cancels);
-with neither, several processes may open one database and the first to open
-an empty one creates the schema while the others wait.
+With ``cluster`` (as the server opens it) it is one replica of several
+(:mod:`.pg_cluster`: leases, reaping, the fence on every write, the shared
+queue, cancels). With ``exclusive`` one process owns the database, as with
+SQLite; with neither, several processes may open one database and the
+first to open an empty one creates the schema while the others wait.
 """
 
 from __future__ import annotations
