@@ -77,11 +77,11 @@ def unavailable() -> str | None:
     return None
 
 
-def missing(reason: str) -> NoReturn:
+def missing(reason: str, *, server: str = "PostgreSQL") -> NoReturn:
     """Fail on CI, where a server must be there; skip elsewhere."""
     if ON_CI:
-        pytest.fail(f"PostgreSQL is required on CI: {reason}")
-    pytest.skip(f"PostgreSQL is not available: {reason}")
+        pytest.fail(f"{server} is required on CI: {reason}")
+    pytest.skip(f"{server} is not available: {reason}")
 
 
 # Where the throw-away clusters live: a folder every user may enter.

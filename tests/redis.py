@@ -27,11 +27,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
-ON_CI = os.environ.get("CI") == "true"
+from .pg import missing
+
 # Where the server's directory goes: short, so the socket's path fits.
 SYSTEM_TMP = "/tmp"
 # Seconds a server has to answer PING after it was started.
@@ -57,13 +57,6 @@ def unavailable() -> str | None:
     if binary is None or not Path(binary).exists():
         return "no redis-server found (RUNYARD_REDIS_SERVER, PATH or /usr/bin)"
     return None
-
-
-def missing(reason: str) -> NoReturn:
-    """Fail on CI, where a server must be there; skip elsewhere."""
-    if ON_CI:
-        pytest.fail(f"Redis is required on CI: {reason}")
-    pytest.skip(f"Redis is not available: {reason}")
 
 
 class RedisServer:
@@ -125,7 +118,7 @@ def redis_server() -> Iterator[RedisServer]:
     """A running Redis of this test's own, killed and deleted after it."""
     reason = unavailable()
     if reason is not None:
-        missing(reason)
+        missing(reason, server="Redis")
     binary = server_binary()
     assert binary is not None
     server = RedisServer(binary)

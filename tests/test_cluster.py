@@ -698,8 +698,7 @@ async def test_replicas_cut_off_together_past_their_leases_do_not_reap_each_othe
     heartbeat = LEASE / 3
     async with contextlib.AsyncExitStack() as stack:
         serving_replicas = [
-            await stack.enter_async_context(serving(store, heartbeat=heartbeat))
-            for store in stores
+            await stack.enter_async_context(serving(store, heartbeat=heartbeat)) for store in stores
         ]
         await trio.to_thread.run_sync(postgres_server.pause)
         await trio.sleep(2 * LEASE)

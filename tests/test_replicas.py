@@ -10,11 +10,12 @@ frames clients got and the rows the database holds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import signal
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,20 @@ def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
         server.ensure_stopped()
 
 
+@contextlib.asynccontextmanager
+async def clients(
+    *servers: ServerProcess, headers: dict[str, str] | None = None
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """A client of each server, as a load balancer's clients would reach them."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=server.url, timeout=60, headers=headers)
+            )
+            for server in servers
+        ]
+
+
 async def create(c: httpx.AsyncClient, thread: str, agent: str, **fields: Any) -> str:
     body = {"assistant_id": agent, **fields}
     response = await c.post(f"/threads/{thread}/runs", json=body)
@@ -127,10 +142,7 @@ async def test_a_run_created_on_one_replica_streams_resumes_and_waits_through_an
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "emitter", input={"n": 40, "delay": 0.02})
         whole = await stream(cb, thread, run_id)
@@ -154,10 +166,7 @@ async def test_a_cancel_through_another_replica_ends_the_run_within_two_seconds_
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "sleepy", input={"delay": 600})
         await trio.sleep(0.3)
@@ -177,10 +186,7 @@ async def test_reject_answers_409_exactly_once_for_creates_on_two_replicas_at_on
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         for _ in range(8):
             thread = await new_thread(ca)
             body = {"assistant_id": "sleepy", "input": {"delay": 0.3}}
@@ -198,10 +204,7 @@ async def test_enqueued_runs_on_two_replicas_run_one_at_a_time_in_order(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         made = []
         for i in range(6):
@@ -227,10 +230,7 @@ async def test_interrupt_on_another_replica_waits_for_the_old_runs_final_state(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         old = await create(ca, thread, "sleepy", input={"delay": 600})
         await trio.sleep(0.3)
@@ -247,10 +247,7 @@ async def test_a_replica_killed_hands_over_within_ten_seconds(cluster: Cluster) 
     # `end` (the client sees it), the second runs to success on B.
     a, b = await cluster.start(2)
     frames: list[Frame] = []
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         first = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.05})
         second = await create(
@@ -277,10 +274,7 @@ async def test_a_replica_killed_hands_over_within_ten_seconds(cluster: Cluster) 
 
 async def test_sigterm_drains_one_replica_while_the_others_serve(cluster: Cluster) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         on_a = await create(ca, await new_thread(ca), "sleepy", input={"delay": 0.5})
         on_b = await create(cb, await new_thread(cb), "sleepy", input={"delay": 3})
         a.signal(signal.SIGTERM)
@@ -303,10 +297,7 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_exits(
     # A may not write any more (its commits are refused), stops the run it held and
     # exits with status 1, for its process manager to start a fresh replica.
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "emitter", input={"n": 100000, "delay": 0.01})
         await trio.sleep(0.5)
@@ -319,7 +310,7 @@ async def test_a_replica_paused_past_its_lease_is_fenced_and_exits(
         ended_at = cluster.events(run_id)
         assert await a.wait_exit(TAKEOVER) == 1, a.output()
         (fresh,) = await cluster.start(1)
-        async with httpx.AsyncClient(base_url=fresh.url, timeout=60) as cf:
+        async with clients(fresh) as (cf,):
             again = await create(cf, thread, "echo", input={"z": 3})
             done = await cf.get(f"/threads/{thread}/runs/{again}/join")
     assert done.json() == {"z": 3}
@@ -334,10 +325,7 @@ async def test_after_seconds_and_a_cancel_of_a_waiting_run_hold_across_replicas(
     cluster: Cluster,
 ) -> None:
     a, b = await cluster.start(2)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         began = time.monotonic()
         delayed = await create(ca, thread, "echo", input={"d": 1}, after_seconds=1.0)
@@ -360,10 +348,7 @@ async def test_streams_between_replicas_go_through_redis_and_survive_losing_it(
     # With a Redis bus, a stream through B of a run on A gets A's pushed events; Redis
     # killed mid-stream, B reads the store (nothing lost, gapless); back, it pushes again.
     a, b = await cluster.start(2, RUNYARD_BUS=redis_server.url)
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60) as cb,
-    ):
+    async with clients(a, b) as (ca, cb):
         thread = await new_thread(ca)
         run_id = await create(ca, thread, "emitter", input={"n": 150, "delay": 0.02})
         frames: list[Frame] = []
@@ -402,10 +387,7 @@ async def test_rollback_and_owners_hold_across_replicas(cluster: Cluster, tmp_pa
     a, b = await cluster.start(2, RUNYARD_TOKENS_FILE=str(tokens))
     ann = {"Authorization": "Bearer ann-token-0123456789"}
     bob = {"Authorization": "Bearer bob-token-0123456789"}
-    async with (
-        httpx.AsyncClient(base_url=a.url, timeout=60, headers=ann) as ca,
-        httpx.AsyncClient(base_url=b.url, timeout=60, headers=ann) as cb,
-    ):
+    async with clients(a, b, headers=ann) as (ca, cb):
         thread = await new_thread(ca)
         old = await create(ca, thread, "sleepy", input={"delay": 600})
         seen_by_bob = await cb.get(f"/threads/{thread}/runs/{old}", headers=bob)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from runyard.graph_loop import TASK_PREFIX
 from runyard.http.sse import frames
 from runyard.model import CancelReason, Event, MultitaskStrategy, RunRequest, RunStatus
 from runyard.store import SQLiteStore, Store
-from runyard.supervisor import Supervisor
+from runyard.supervisor import RunHandle, Supervisor
 
 from ..helpers import assert_gapless, parse_frames, start_supervisor
 from .harness import CLEANUP_DEADLINE, Trial, explore
@@ -311,8 +312,22 @@ async def _shutdown_scenario(trial: Trial) -> None:
 
 
 async def _writer_scenario(trial: Trial) -> None:
+    handles, observed = await writer_trial(trial, _system(trial, cleanup_deadline=0.3))
+    # A restart settles whatever the dead writer left; then every invariant holds.
+    async with _system(trial) as (sup2, _):
+        for h in handles:
+            await sup2.wait_run(h.run_id)
+        for h in handles:
+            await _check_run(sup2.store, h.run_id, observed[h.run_id])
+
+
+async def writer_trial(
+    trial: Trial, system: AbstractAsyncContextManager[tuple[Supervisor, trio.Nursery]]
+) -> tuple[list[RunHandle], dict[str, list[Event]]]:
+    """Two runs, the commit writer cancelled at the trial's step: their handles, and
+    what their followers observed."""
     observed: dict[str, list[Event]] = {}
-    async with _system(trial, cleanup_deadline=0.3) as (sup, _):
+    async with system as (sup, _):
         handles = [await sup.create_run(RunRequest("steps_trio")) for _ in range(2)]
         trial.is_target = lambda task: task.name == "commit writer"
         assert sup.writer_scope is not None
@@ -328,12 +343,7 @@ async def _writer_scenario(trial: Trial) -> None:
         await sup.wait_idle()
         if not trial.fired:
             assert not sup.writer._queue, "nothing left queued when the database closes"
-    # A restart settles whatever the dead writer left; then every invariant holds.
-    async with _system(trial) as (sup2, _):
-        for h in handles:
-            await sup2.wait_run(h.run_id)
-        for h in handles:
-            await _check_run(sup2.store, h.run_id, observed[h.run_id])
+    return handles, observed
 
 
 async def _checkpoint_scenario(trial: Trial) -> None:

@@ -29,7 +29,7 @@ from ..helpers import start_supervisor
 from ..test_cluster import create, expire
 from ..test_store import events, new_run
 from .harness import Trial, explore
-from .test_cancellation import SEEDS, _agents, _check_run, _follow
+from .test_cancellation import SEEDS, _agents, _check_run, writer_trial
 
 postgres_server = pg.postgres_server
 
@@ -78,20 +78,7 @@ def _on_a_database(
 
 
 async def _writer_scenario(url: str, trial: Trial) -> None:
-    observed: dict[str, list[Event]] = {}
-    async with _replica(url, trial, cleanup_deadline=0.3) as (sup, _):
-        handles = [await sup.create_run(RunRequest("steps_trio")) for _ in range(2)]
-        trial.is_target = lambda task: task.name == "commit writer"
-        assert sup.writer_scope is not None
-        trial.inject = sup.writer_scope.cancel
-        async with trio.open_nursery() as followers:
-            for h in handles:
-                observed[h.run_id] = []
-                followers.start_soon(_follow, sup, h.run_id, observed[h.run_id])
-            for h in handles:
-                await sup.wait_run(h.run_id)
-            await trio.sleep(0.05)
-            followers.cancel_scope.cancel()  # streams of runs whose end never came
+    handles, observed = await writer_trial(trial, _replica(url, trial, cleanup_deadline=0.3))
     # Leaving, the replica ended what its dead writer left; or a later one does.
     await _settled(url, trial, [h.run_id for h in handles], observed)
 
