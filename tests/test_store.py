@@ -416,6 +416,19 @@ async def test_an_event_written_twice_keeps_its_first_version(store: Store) -> N
     assert await store.last_seq("nothing") == -1
 
 
+async def test_a_large_batch_of_events_some_stored_already_keeps_their_first_versions(
+    store: Store,
+) -> None:
+    # Large enough for PostgreSQL's COPY, which cannot skip a stored row: the batch
+    # is written again with INSERTs, whole, in one transaction.
+    await store.commit(Batch(events=events("r", range(20))))
+    await store.commit(Batch(events=events("r", range(10, 40), name="again")))
+    stored = await all_events(store, "r")
+    assert [e.seq for e in stored] == list(range(40))
+    assert {e.event for e in stored[:20]} == {"values"}
+    assert {e.event for e in stored[20:]} == {"again"}
+
+
 async def test_a_graph_run_leaves_its_state_and_a_rollback_leaves_nothing(store: Store) -> None:
     graph, rolled = new_run("g", "t", 1.0), new_run("rb", "t", 2.0)
     state = ThreadState({"messages": ["hi"]}, {"task": [{"id": "i", "value": 1}]})

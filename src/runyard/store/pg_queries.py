@@ -54,6 +54,9 @@ _LOCK_THREADS = THREADS.select("WHERE thread_id = ANY(%s) FOR UPDATE")
 # events: 49k events/s by COPY against 18-22k by pipelined INSERTs, 9 against 27 us of
 # psycopg's CPU an event; of 1,024: 84k against 25-37k, 2.4 against 18-22 us.
 _COPY_EVENTS = f"COPY events ({quoted([c.name for c in EVENTS.columns])}) FROM STDIN"
+# Events a batch holds at least for COPY to pay its two round trips; fewer go as
+# INSERTs in the batch's pipeline (a run's first event, a slow agent's few).
+COPY_FROM = 8
 
 
 class EventsThere(Exception):

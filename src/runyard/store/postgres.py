@@ -57,7 +57,8 @@ class PostgresStore(
         A replica that lost its lease commits nothing: :class:`~.pg_cluster.LeaseLost`.
         """
         try:
-            if batch.events and not batch.again and await self._commit_copying(batch):
+            copying = len(batch.events) >= pg_queries.COPY_FROM and not batch.again
+            if copying and await self._commit_copying(batch):
                 return
             await self._write(self._writing(batch), pipelined=True)
         except Invalid as exc:
