@@ -130,6 +130,11 @@ class _Link:
 
     def _connect(self) -> Conn:
         conn = psycopg.connect(self._conninfo, autocommit=True)
+        if not self._read_only:
+            # Writes run in pipelines: a statement psycopg prepares in a pipeline that
+            # then fails (a lock wait past its bound) is taken for prepared all the
+            # same, and the next try fails on it ("prepared statement does not exist").
+            conn.prepare_threshold = None
         try:
             conn.execute(f"SET lock_timeout = {retry.BUSY_TIMEOUT_MS}")
             conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
