@@ -10,19 +10,24 @@ import pytest
 import trio
 
 from runyard.cluster import settle
+from runyard.cluster_events import FOLLOW_CHECK, FOLLOW_POLL, ClusterEventBus
 from runyard.config import Settings
-from runyard.model import RunRequest, RunStatus
+from runyard.doorbell import Chime
+from runyard.model import Event, RunRequest, RunStatus
+from runyard.redis_fanout import RedisFanOut
+from runyard.store import Batch
 from runyard.store.postgres import PostgresStore
 
-from . import pg
+from . import pg, redis
 from .helpers import start_supervisor
 from .test_cluster import create
-from .test_store import new_run
+from .test_store import events, new_run
 
 pytestmark = pytest.mark.trio
 
 postgres_server = pg.postgres_server
 postgres_url = pg.postgres_url
+redis_server = redis.redis_server
 
 
 async def test_a_draining_replica_leaves_runs_nobody_keeps_to_the_others(
@@ -53,4 +58,43 @@ async def test_a_draining_replica_leaves_runs_nobody_keeps_to_the_others(
         assert done.status is RunStatus.SUCCESS
     finally:
         await other.aclose()
+        await store.aclose()
+
+
+async def test_a_follower_with_the_fan_out_up_takes_an_end_nobody_pushed_at_once(
+    postgres_url: str, redis_server: redis.RedisServer
+) -> None:
+    # A reaper writes a dead replica's `end` to the store and pushes nothing: the run
+    # ending rings the queue's doorbell, and the followers look at the store then,
+    # rather than after FOLLOW_CHECK of quiet from the fan-out.
+    store = PostgresStore(postgres_url)
+    await store.open()
+    fanout = RedisFanOut(redis_server.url)
+    ended = Chime()
+    bus = ClusterEventBus(store, ended.next_ring, fanout)
+    try:
+        await store.commit(Batch(events=events("r", range(3))))
+        got: list[Event] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fanout.serve)
+            await nursery.start(bus.keep_alive, 60.0)
+
+            async def follow() -> None:
+                async for batch in bus.subscribe("r"):
+                    got.extend(batch)
+
+            nursery.start_soon(follow)
+            with trio.fail_after(5):
+                while len(got) < 3 or not fanout.up:  # noqa: ASYNC110 (no event to wait on)
+                    await trio.sleep(0.01)
+            await trio.sleep(3 * FOLLOW_POLL)  # the follower now waits on the fan-out
+            await store.commit(Batch(events=[Event.make("r", 3, "end", {"status": "x"})]))
+            ended.ring()
+            with trio.fail_after(FOLLOW_CHECK / 2):
+                while len(got) < 4:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert [e.event for e in got] == ["values", "values", "values", "end"]
+        assert bus.followed["fanout"] == 0  # all of it from the store
+    finally:
         await store.aclose()

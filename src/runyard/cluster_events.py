@@ -68,6 +68,7 @@ class ClusterEventBus(LocalEventBus):
         # Events followers published, by where they came from: "store" or "fanout".
         self.followed: collections.Counter[str] = collections.Counter()
         self._nursery: trio.Nursery | None = None
+        self._waiting: dict[str, trio.CancelScope] = {}  # followers' waits, by run
 
     async def keep_alive(
         self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -75,6 +76,7 @@ class ClusterEventBus(LocalEventBus):
         """The local bus's pokes, for remote runs too, and the followers' nursery."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._wake_on_ends)
             try:
                 await super().keep_alive(interval, task_status=task_status)
             finally:
@@ -144,20 +146,34 @@ class ClusterEventBus(LocalEventBus):
         rung: trio.Event,
         pushed: trio.MemoryReceiveChannel[list[Event]] | None,
     ) -> bool:
-        """Wait for news of the run; whether the store must be read (False: what the
-        fan-out pushed continued the log, and was published)."""
-        if pushed is None or self._fanout is None or not self._fanout.up:
-            with trio.move_on_after(FOLLOW_POLL):
-                await rung.wait()
+        """Wait for news of the run: what the fan-out pushes, a run's end anywhere (a
+        reaper's ``end`` is never pushed), or the time to look again. Whether the
+        store must be read (False: what was pushed continued the log, and was published)."""
+        if rung.is_set():  # a run ended since the caller's look at the store
             return True
-        with trio.move_on_after(FOLLOW_CHECK):
-            batch = await pushed.receive()
+        polling = pushed is None or self._fanout is None or not self._fanout.up
+        with trio.move_on_after(FOLLOW_POLL if polling else FOLLOW_CHECK) as waiting:
+            self._waiting[remote.run_id] = waiting  # _wake_on_ends cancels it
+            try:
+                if polling:
+                    await trio.sleep_forever()
+                assert pushed is not None
+                batch = await pushed.receive()
+            finally:
+                del self._waiting[remote.run_id]
             fresh = [e for e in batch if e.seq > remote.published]
             if fresh and fresh[0].seq == remote.published + 1:
                 remote.publish(fresh)
                 self.followed["fanout"] += len(fresh)
                 return False
-        return True  # a gap (messages lost), or quiet for a while: the store says
+        return True  # a gap (messages lost), a run ended, or quiet for a while
+
+    async def _wake_on_ends(self) -> None:
+        """Whenever a run ends anywhere, every follower looks at the store."""
+        while True:
+            await self._ended().wait()
+            for waiting in self._waiting.values():
+                waiting.cancel()
 
     async def _gone_for_good(self, run_id: str, published: int) -> bool:
         """Whether the run was deleted, or ended without more events to come."""
