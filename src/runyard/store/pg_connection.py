@@ -274,8 +274,8 @@ class PostgresBase:
 
         Raises :class:`StoreError` once the transaction was rolled back, for a
         database that stayed locked past the bound or any other database error.
-        ``fenced``: the transaction begins with :meth:`_fence`; ``pipelined`` and
-        ``bulk``: see :meth:`_transaction`.
+        ``fenced``: the transaction runs :meth:`_fence` before its ``fn``;
+        ``pipelined`` and ``bulk``: see :meth:`_transaction`.
         """
 
         def transaction() -> T:
