@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -160,3 +161,21 @@ async def serving(store: SQLiteStore) -> AsyncIterator[Supervisor]:
                 await sup.shutdown(0)
     finally:
         await store.aclose()
+
+
+@contextlib.contextmanager
+def records_of(name: str, handler: logging.Handler) -> Iterator[None]:
+    """``handler`` (caplog's) on the logger ``name`` itself, at INFO, not propagating:
+    its records arrive once whether or not something in this process stopped their
+    propagation, or would pass them to caplog a second time through the root."""
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -23,6 +23,7 @@ from runyard.server import Server, serve
 from runyard.store import SQLiteStore
 from runyard.supervisor import Supervisor
 
+from .helpers import records_of
 from .process import ServerProcess, free_port
 
 pytestmark = pytest.mark.trio
@@ -222,18 +223,9 @@ async def test_a_request_id_is_echoed_generated_or_replaced_when_unsafe(
 def runyard_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """caplog with the request-id filter, on the runyard logger itself: the records
     arrive once whether or not something in this process stopped propagation."""
-    logger = logging.getLogger("runyard")
     caplog.handler.addFilter(RequestIdFilter())
-    logger.addHandler(caplog.handler)
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
+    with records_of("runyard", caplog.handler):
         yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 async def test_the_request_id_is_on_the_request_lines_and_on_its_runs_lines(

@@ -8,7 +8,6 @@ connected) is asked through a client of the test's own.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -23,6 +22,7 @@ from runyard.model import Event
 from runyard.redis_fanout import CHANNEL, LISTEN_BUFFER, SWEEP, RedisFanOut
 
 from . import redis
+from .helpers import records_of
 
 pytestmark = pytest.mark.trio
 
@@ -85,17 +85,8 @@ async def client_count(url: str) -> int:
 @pytest.fixture
 def fanout_records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """caplog on the fan-out's logger itself, whether or not something stopped propagation."""
-    logger = logging.getLogger("runyard.fanout")
-    logger.addHandler(caplog.handler)
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # else root's caplog handler gets each record twice
-    try:
+    with records_of("runyard.fanout", caplog.handler):
         yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def names(records: pytest.LogCaptureFixture) -> list[str]:
