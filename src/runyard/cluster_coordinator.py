@@ -209,16 +209,18 @@ class ClusterCoordinator(LocalCoordinator):
         return await self.replica.cancel(run_id, reason)
 
     async def wait_ended(self, run_id: str) -> None:
-        if self._table.get(run_id) is not None:
-            await super().wait_ended(run_id)
-            return
-        while True:
+        while self._table.get(run_id) is None:
             rung = self.replica.ended.next_ring()  # before the read: no end slips between
             run = await self._pg.get_run(run_id)
-            if run is None or run.status.terminal:
+            if run is not None and run.status.terminal:
+                break
+            if run is None:
                 return
             with trio.move_on_after(ENDED_POLL):
                 await rung.wait()
+        # Executed here (claimed meanwhile, perhaps): its handle is set once the final
+        # state is applied in memory too, a moment after the store has it.
+        await super().wait_ended(run_id)
 
     async def orphaned_runs(self) -> list[Run]:
         return []  # the other replicas end or claim a dead replica's runs
